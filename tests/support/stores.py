@@ -1,0 +1,23 @@
+"""Channel stores for tests: in memory, or on a real Azurite with tables unique to the test."""
+
+from __future__ import annotations
+
+from shared.azure_tables import AzureTable, table_service
+from shared.channels import ChannelStore
+from shared.clock import FixedClock
+from shared.settings import StorageSettings
+from shared.tables import EntityTable, MemoryTable
+
+
+def memory_store(clock: FixedClock, ttl_days: int = 30) -> ChannelStore:
+    return ChannelStore(MemoryTable("channels"), MemoryTable("channelindex"), clock, ttl_days)
+
+
+def azurite_tables(conn: str, suffix: str, *names: str) -> list[EntityTable]:
+    service = table_service(StorageSettings(connection_string=conn))
+    return [AzureTable(service.get_table_client(f"{n}{suffix}")) for n in names]
+
+
+def azurite_store(conn: str, suffix: str, clock: FixedClock, ttl_days: int = 30) -> ChannelStore:
+    channels, index = azurite_tables(conn, suffix, "channels", "channelindex")
+    return ChannelStore(channels, index, clock, ttl_days)
