@@ -46,7 +46,7 @@ def parse_put_body(body: bytes, settings: Settings) -> tuple[str, tuple[str, ...
         raise ValidationError("body_too_large", f"the body must be at most {MAX_BODY_BYTES} bytes", 413)
     try:
         data: Any = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):  # deep nesting exhausts the parser
         raise ValidationError(
             "invalid_json", 'the body must be a JSON object like {"channelUri": "https://...", "tags": []}'
         ) from None

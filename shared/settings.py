@@ -38,7 +38,7 @@ _QUEUE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 class StorageSettings:
     """Where storage is, and how to reach it: a connection string or identity-based endpoints."""
 
-    connection_string: str | None = None
+    connection_string: str | None = field(default=None, repr=False)
     table_service_uri: str | None = None
     queue_service_uri: str | None = None
     # For a user-assigned managed identity (`AzureWebJobsStorage__clientId`).
