@@ -10,15 +10,24 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from shared.azure_tables import AzureTable, table_service
+from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
+from azure.storage.queue.aio import QueueClient
+
+from shared.azure_tables import CLIENT_OPTIONS, AzureTable, async_credential, table_service
 from shared.channels import ChannelStore
 from shared.clock import Clock, SystemClock
+from shared.dispatch import Dispatcher, SendResult
+from shared.errors import StorageUnavailable
+from shared.jobstore import JobStore
+from shared.notification import Notification
 from shared.settings import Settings, get_settings
+from shared.wns import CHANNEL_GONE, DELIVERED, WnsClient, get_client
 
 _clock: Clock = SystemClock()
 _loop: asyncio.AbstractEventLoop | None = None
 _service: Any = None
 _tables: dict[str, AzureTable] = {}
+_queues: dict[str, QueueClient] = {}
 
 
 def clock() -> Clock:
@@ -38,6 +47,7 @@ def table(name: str, settings: Settings | None = None) -> AzureTable:
     if _loop is not loop:
         _loop, _service = loop, None
         _tables.clear()
+        _queues.clear()
     if name not in _tables:
         if _service is None:
             _service = table_service((settings or get_settings()).storage)
@@ -55,12 +65,71 @@ def channel_store(settings: Settings | None = None) -> ChannelStore:
     )
 
 
+def job_store(settings: Settings | None = None) -> JobStore:
+    settings = settings or get_settings()
+    return JobStore(table(settings.jobs_table, settings), table(settings.outcomes_table, settings), _clock)
+
+
+def queue(name: str, settings: Settings | None = None) -> QueueClient:
+    """The process's client for one queue; messages are plain UTF-8 text (messageEncoding none)."""
+    settings = settings or get_settings()
+    table(settings.channels_table, settings)  # binds the per-loop caches to this loop
+    if name not in _queues:
+        st = settings.storage
+        if st.connection_string:
+            _queues[name] = QueueClient.from_connection_string(st.connection_string, name, **CLIENT_OPTIONS)
+        else:
+            assert st.queue_service_uri
+            _queues[name] = QueueClient(st.queue_service_uri, name, credential=async_credential(st), **CLIENT_OPTIONS)
+    return _queues[name]
+
+
+async def enqueue(name: str, messages: list[str], settings: Settings | None = None) -> None:
+    client = queue(name, settings)
+    try:
+        await asyncio.gather(*(client.send_message(m) for m in messages))
+    except ResourceNotFoundError:
+        try:
+            await client.create_queue()
+        except ResourceExistsError:
+            pass
+        await asyncio.gather(*(client.send_message(m) for m in messages))
+    except AzureError as exc:
+        raise StorageUnavailable(f"enqueue on {name}: {type(exc).__name__}") from exc
+
+
+def wns_sender(client: WnsClient) -> Any:
+    async def send(channel_uri: str, notification: Notification) -> SendResult:
+        o = await client.send_with_retries(channel_uri, notification)
+        outcome = "delivered" if o.kind is DELIVERED else "removed" if o.kind is CHANNEL_GONE else "failed"
+        error = None if outcome == "delivered" else (o.reason or o.kind.value)
+        if error and o.error_description:
+            error = f"{error}: {o.error_description}"
+        return SendResult(outcome, o.status, o.wns_status, o.msg_id, error)
+
+    return send
+
+
+async def dispatcher(settings: Settings | None = None) -> Dispatcher:
+    settings = settings or get_settings()
+    client = await get_client(settings)
+    name = settings.push_jobs_queue
+
+    async def enqueue_jobs(messages: list[str]) -> None:
+        await enqueue(name, messages, settings)
+
+    return Dispatcher(channel_store(settings), job_store(settings), wns_sender(client), enqueue_jobs)
+
+
 async def reset() -> None:
     """Close and forget every client (tests between Azurite instances)."""
     global _loop, _service
     for t in _tables.values():
         await t.close()
     _tables.clear()
+    for q in _queues.values():
+        await q.close()
+    _queues.clear()
     if _service is not None:
         await _service.close()
     _loop, _service = None, None

@@ -1,0 +1,186 @@
+"""Fan-out and job records on the in-memory tables, with a fake sender (the WNS transport is
+tested on its own, against a TLS fake, in tests/integration/test_wns_client.py)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from shared import dispatch
+from shared.clock import FixedClock
+from shared.dispatch import Dispatcher, SendResult
+from shared.jobstore import JobStore
+from shared.notification import Notification
+from shared.tables import MemoryTable
+from tests.support.stores import memory_store
+
+URI = "https://cloud.notify.windows.com/?token={}"
+
+
+class Crash(Exception):
+    pass
+
+
+class Harness:
+    def __init__(self) -> None:
+        self.clock = FixedClock()
+        self.store = memory_store(self.clock)
+        self.jobs = JobStore(MemoryTable("pushjobs"), MemoryTable("pushoutcomes"), self.clock)
+        self.queue: list[tuple[str, int]] = []
+        self.sent: Counter[str] = Counter()
+        self.answers: dict[str, str] = {}
+        self.crash_after: int | None = None
+
+    async def send(self, uri: str, notification: Notification) -> SendResult:
+        if self.crash_after is not None and sum(self.sent.values()) >= self.crash_after:
+            raise Crash
+        self.sent[uri] += 1
+        outcome = self.answers.get(uri, "delivered")
+        return SendResult(outcome, {"delivered": 200, "removed": 410, "failed": 403}[outcome])
+
+    async def enqueue(self, messages: list[str]) -> None:
+        self.queue.extend((m, 1) for m in messages)
+
+    def dispatcher(self) -> Dispatcher:
+        return Dispatcher(self.store, self.jobs, self.send, self.enqueue, max_in_flight=20)
+
+    async def submit(self, job: dict[str, object] | bytes) -> None:
+        body = job if isinstance(job, bytes) else json.dumps(job).encode()
+        self.queue.append((body.decode(), 1))
+
+    async def drain(self) -> None:
+        """Run every message like the host would: a failure makes the message visible again."""
+        n = 0
+        while self.queue:
+            body, count = self.queue.pop(0)
+            n += 1
+            try:
+                await self.dispatcher().handle(body.encode(), f"m{n}", count)
+            except Crash:
+                self.crash_after = None
+                self.queue.append((body, count + 1))
+
+    def uri(self, n: int) -> str:
+        return URI.format(n)
+
+
+def dev(n: int) -> str:
+    return f"{n:08d}-0000-0000-0000-000000000000"
+
+
+TOAST = {"type": "toast", "text": ["Hello", "World"]}
+
+
+@pytest.fixture
+async def h() -> Harness:
+    h = Harness()
+    await h.store.put(dev(1), h.uri(1), "alice", ["news", "lang:en"])
+    await h.store.put(dev(2), h.uri(2), "alice", ["news", "lang:fr", "muted"])
+    await h.store.put(dev(3), h.uri(3), "bob", ["news", "lang:fr"])
+    await h.store.put(dev(4), h.uri(4), None, ["sport"])
+    await h.store.put(dev(5), h.uri(5), "carol", [])
+    return h
+
+
+@pytest.mark.parametrize(
+    ("target", "expected"),
+    [
+        ({"all": True}, {1, 2, 3, 4, 5}),
+        ({"users": ["alice"]}, {1, 2}),
+        ({"users": ["alice", "carol", "nobody"]}, {1, 2, 5}),
+        ({"devices": [dev(4)]}, {4}),
+        ({"devices": [dev(1)], "users": ["bob"]}, set()),
+        ({"devices": [dev(1), dev(3)], "users": ["bob"]}, {3}),
+        ({"tags": "news && (lang:en || lang:fr) && !muted"}, {1, 3}),
+        ({"tags": "lang:en || lang:fr"}, {1, 2, 3}),
+        ({"tags": "!news"}, {4, 5}),
+        ({"tags": "news", "users": ["alice"]}, {1, 2}),
+    ],
+)
+async def test_each_target_reaches_exactly_its_audience(h: Harness, target: dict[str, object],
+                                                        expected: set[int]) -> None:
+    await h.submit({"jobId": "j1", "target": target, "notification": TOAST})
+    await h.drain()
+    assert set(h.sent) == {h.uri(n) for n in expected}
+    assert all(c == 1 for c in h.sent.values())
+    status = await h.jobs.status("j1")
+    assert status is not None and status["state"] == "completed"
+    assert status["targeted"] == status["delivered"] == len(expected)
+
+
+async def test_same_job_id_is_sent_once(h: Harness) -> None:
+    for _ in range(2):
+        await h.submit({"jobId": "once", "target": {"all": True}, "notification": TOAST})
+    await h.drain()
+    assert sum(h.sent.values()) == 5
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json", b"{}", b'{"target": {}, "notification": {"type": "toast", "text": ["x"]}}',
+        json.dumps({"jobId": "bad-xml", "target": {"all": True},
+                    "notification": {"type": "toast", "payload": "<toast><visual>"}}).encode(),
+        json.dumps({"jobId": "big", "target": {"all": True},
+                    "notification": {"type": "raw", "payload": "x" * 5001}}).encode(),
+        json.dumps({"jobId": "bad-tags", "target": {"tags": "news && (x"}, "notification": TOAST}).encode(),
+    ],
+)
+async def test_malformed_jobs_send_nothing_and_are_recorded(h: Harness, body: bytes) -> None:
+    await h.submit(body)
+    await h.submit({"jobId": "next", "target": {"users": ["bob"]}, "notification": TOAST})
+    await h.drain()
+    assert set(h.sent) == {h.uri(3)}  # only the next, valid job sent anything
+    failed = [r.entity for r in [r async for r in h.jobs.jobs.query()] if r.entity.get("state") == "failed"]
+    assert len(failed) == 1 and failed[0]["error"]
+
+
+async def test_outcomes_remove_gone_channels_and_count(h: Harness) -> None:
+    h.answers = {h.uri(1): "removed", h.uri(2): "failed"}
+    await h.submit({"jobId": "j", "target": {"users": ["alice", "bob"]}, "notification": TOAST})
+    await h.drain()
+    assert await h.store.get(dev(1)) is None
+    assert [r.device_id async for r in h.store.by_tag("news")] == [dev(2), dev(3)]
+    status = await h.jobs.status("j")
+    assert status is not None
+    assert (status["delivered"], status["removed"], status["failed"], status["targeted"]) == (1, 1, 1, 3)
+    failed = [r async for r in h.jobs.report("j", "failed")]
+    assert [f["deviceId"] for f in failed] == [dev(2)] and failed[0]["status"] == 403
+
+
+async def test_large_audience_fans_out_in_bounded_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "PAGE", 7)
+    h = Harness()
+    for n in range(100):
+        await h.store.put(f"{n:02d}aaaaaaaaaaaaaaaaaaaa", h.uri(n), None, ["news"] if n % 2 else [])
+    await h.submit({"jobId": "wide", "target": {"all": True}, "notification": TOAST})
+    await h.submit({"jobId": "tagged", "target": {"tags": "news"}, "notification": TOAST})
+    await h.drain()
+    assert h.sent == Counter({h.uri(n): 1 + (n % 2) for n in range(100)})
+    for job, n in (("wide", 100), ("tagged", 50)):
+        status = await h.jobs.status(job)
+        assert status is not None and status["state"] == "completed" and status["delivered"] == n
+    batches = [r for r in [r async for r in h.jobs.jobs.query()] if r.rk.startswith("b:")]
+    assert all(r.entity["done"] for r in batches)
+    assert max(r.entity["targeted"] for r in batches) <= 7
+
+
+@pytest.mark.parametrize("crash_after", [0, 3, 10, 19])
+async def test_a_crash_mid_batch_resends_at_most_what_was_in_flight(
+    monkeypatch: pytest.MonkeyPatch, crash_after: int
+) -> None:
+    monkeypatch.setattr(dispatch, "FLUSH_EVERY", 5)
+    h = Harness()
+    for n in range(40):
+        await h.store.put(f"{n:02d}bbbbbbbbbbbbbbbbbbbb", h.uri(n), None, [])
+    await h.submit({"jobId": "crashy", "target": {"all": True}, "notification": TOAST})
+    h.crash_after = crash_after
+    await h.drain()
+    assert set(h.sent) == {h.uri(n) for n in range(40)}  # nobody missed
+    duplicates = sum(c - 1 for c in h.sent.values())
+    assert duplicates <= 20 + 5  # in flight (max_in_flight) + unflushed outcomes
+    status = await h.jobs.status("crashy")
+    assert status is not None and status["state"] == "completed" and status["targeted"] == 40
+    assert status["delivered"] == 40
