@@ -202,6 +202,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     schedule = env.get("EXPIRE_SCHEDULE", "").strip() or "0 30 3 * * *"
     if len(schedule.split()) != 6:
         raise ConfigError("EXPIRE_SCHEDULE", "must be an NCRONTAB expression with six fields")
+    secret = env.get("WNS_CLIENT_SECRET", "")
+    if secret.startswith("@Microsoft.KeyVault("):
+        # App Service passes the reference through verbatim when it cannot resolve it.
+        raise ConfigError("WNS_CLIENT_SECRET", "is an unresolved Key Vault reference: check the app's identity "
+                          "has 'Key Vault Secrets User' on the vault and keyVaultReferenceIdentity is set")
     token_url = env.get("WNS_TOKEN_URL", "").strip()
     if token_url and not token_url.startswith("https://"):
         raise ConfigError("WNS_TOKEN_URL", "must be an https:// URL")
@@ -210,7 +215,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         wns_auth=wns_auth,  # type: ignore[arg-type]
         wns_tenant_id=env.get("WNS_TENANT_ID", "").strip(),
         wns_client_id=env.get("WNS_CLIENT_ID", "").strip(),
-        wns_client_secret=env.get("WNS_CLIENT_SECRET", ""),
+        wns_client_secret=secret,
         wns_token_url=token_url,
         wns_channel_hosts=parse_channel_hosts(env.get("WNS_CHANNEL_HOSTS", "") or "notify.windows.com"),
         channel_ttl_days=int(ttl_raw),

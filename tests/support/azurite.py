@@ -52,7 +52,7 @@ def running_azurite() -> Iterator[str]:
     workdir = tempfile.mkdtemp(prefix="azurite-")
     proc = subprocess.Popen(
         [
-            str(AZURITE_BIN), "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose",
+            str(AZURITE_BIN), "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
             "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table),
         ],
         cwd=workdir,

@@ -45,6 +45,8 @@ def test_identity_based_storage() -> None:
         ({**BASE, "WNS_CHANNEL_HOSTS": "evil.com/x"}, "WNS_CHANNEL_HOSTS"),
         ({**BASE, "WNS_CHANNEL_HOSTS": "localhost:99999"}, "WNS_CHANNEL_HOSTS"),
         ({"AzureWebJobsStorage__accountName": "Bad_Name"}, "AzureWebJobsStorage__accountName"),
+        ({**BASE, "WNS_CLIENT_SECRET": "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/wns/)"},
+         "WNS_CLIENT_SECRET"),
     ],
 )
 def test_invalid_settings_name_the_setting(env: dict[str, str], name: str) -> None:
