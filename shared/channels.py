@@ -274,14 +274,8 @@ class ChannelStore:
         """Delete a registration read as `row` and everything pointing at it.
 
         `ConcurrencyConflict` if it changed since it was read (a refresh wins over a removal)."""
-        pks = index_pks(reg)
-        stale = json.loads(row.entity.get("stale") or "[]")
-        await _gather(
-            [self._retire(pk, reg.device_id, reg.version) for pk in pks[1:]]
-            + [self._retire(pk, reg.device_id, v) for pk, v in stale]
-        )
-        await self.channels.delete(reg.device_id, REG_RK, etag=row.etag)
-        await self._retire(pks[0], reg.device_id, reg.version)
+        await self.remove_keeping_journal(reg, row)
+        await self._retire(index_pks(reg)[0], reg.device_id, reg.version)
 
     async def remove_version(self, device_id: str, version: str) -> bool:
         """Remove the registration if it still holds `version` (WNS said 404/410 for that channel).
@@ -295,6 +289,52 @@ class ChannelStore:
         except ConcurrencyConflict:
             return False
         return True
+
+    # ---- for the prune (shared/expiry.py) ----------------------------------------------------
+
+    async def retire(self, pk: str, device_id: str, version: str) -> None:
+        """Delete an index entry only if it still holds `version` (the prune repairs leftovers)."""
+        await self._retire(pk, device_id, version)
+
+    async def remove_keeping_journal(self, reg: Registration, row: Row) -> None:
+        """`remove` without its last step: the caller deletes the expiry entry afterwards (the
+        prune deletes a day's journals in one transaction). Same order, same `ConcurrencyConflict`."""
+        stale = json.loads(row.entity.get("stale") or "[]")
+        await _gather(
+            [self._retire(pk, reg.device_id, reg.version) for pk in index_pks(reg)[1:]]
+            + [self._retire(pk, reg.device_id, v) for pk, v in stale]
+        )
+        try:
+            await self.channels.delete(reg.device_id, REG_RK, etag=row.etag)
+        except ConcurrencyConflict:
+            # A refresh won the race after we retired its entries: put them back, then lose.
+            await self.restore_index(reg.device_id, reg.version)
+            raise
+
+    async def restore_index(self, device_id: str, version: str) -> None:
+        """Write back the user and tag entries of the registration if it still holds `version`.
+
+        For a removal that lost its race: a removal retires the index entries before its
+        conditional delete of the registration, and a refresh that changes nothing but the time
+        keeps the version and rewrites only the expiry entry. If such a refresh commits in
+        between, the delete fails and, without this, the live registration would stay
+        unreachable by user and tag."""
+        found = await self.get_row(device_id)
+        if found is None or found[0].version != version:
+            return  # gone, or rewritten by a write that wrote its own entries
+        reg = found[0]
+        pks = index_pks(reg)[1:]
+        await _gather(self._insert_missing(_index_entity(pk, reg)) for pk in pks)
+        # A write that committed meanwhile may have run its cleanup before we wrote these back:
+        # if the registration moved on, take ours out again (each only if it still holds ours).
+        again = await self.get(device_id)
+        if again is None or again.version != version:
+            await _gather(self._retire(pk, device_id, version) for pk in pks)
+
+    async def _insert_missing(self, entity: Entity) -> None:
+        # Insert, never replace: an entry that exists holds this version or a newer write's.
+        with contextlib.suppress(ConcurrencyConflict):
+            await self.index.insert(entity)
 
     async def close(self) -> None:
         await self.channels.close()

@@ -91,32 +91,33 @@ async def test_bad_device_ids(app: pytest.MonkeyPatch, bad: str) -> None:
         assert status == 400 and body is not None and body["error"]["code"] == "invalid_device_id"  # type: ignore[index]
 
 
-async def test_spoofed_principal_is_ignored_without_platform_auth(app: pytest.MonkeyPatch) -> None:
-    spoof = {"X-MS-CLIENT-PRINCIPAL-ID": "alice", "X-MS-CLIENT-PRINCIPAL-NAME": "alice@example.com"}
-    status, body, _ = await call(request("PUT", body={"channelUri": URI}, headers=spoof))
+async def test_spoofed_principal_is_ignored_without_platform_auth(app: pytest.MonkeyPatch, unique: str) -> None:
+    user = f"mallory-{unique}"
+    spoof = {"X-MS-CLIENT-PRINCIPAL-ID": user, "X-MS-CLIENT-PRINCIPAL-NAME": "m@example.com"}
+    status, body, _ = await call(request("PUT", device(int(unique[:6], 16)), {"channelUri": URI}, spoof))
     assert status == 201 and body is not None and body["userId"] is None
     store = runtime.channel_store()
-    assert [r async for r in store.by_user("alice")] == []
+    assert [r async for r in store.by_user(user)] == []
 
 
-async def test_platform_identity_isolates_users(app: pytest.MonkeyPatch) -> None:
+async def test_platform_identity_isolates_users(app: pytest.MonkeyPatch, unique: str) -> None:
     app.setenv("PUSH_AUTH", "platform")
     from shared.settings import reset_settings
     reset_settings()
-    alice, bob = {"X-MS-CLIENT-PRINCIPAL-ID": "alice"}, {"X-MS-CLIENT-PRINCIPAL-ID": "bob"}
-    d = device(1)
+    alice, bob = {"X-MS-CLIENT-PRINCIPAL-ID": f"alice-{unique}"}, {"X-MS-CLIENT-PRINCIPAL-ID": f"bob-{unique}"}
+    d = device(int(unique[:6], 16) + 1)
     status, body, _ = await call(request("PUT", d, {"channelUri": URI}, alice))
-    assert status == 201 and body is not None and body["userId"] == "alice"
+    assert status == 201 and body is not None and body["userId"] == f"alice-{unique}"
     assert (await call(request("GET", d, headers=bob)))[0] == 404
     assert (await call(request("GET", d)))[0] == 404  # anonymous cannot read a user's install
     assert (await call(request("DELETE", d, headers=bob)))[0] == 204
     assert (await call(request("GET", d, headers=alice)))[0] == 200  # bob's delete did nothing
     # Account switch: bob signs in on the same install; alice no longer reaches it.
     status, body, _ = await call(request("PUT", d, {"channelUri": URI}, bob))
-    assert status == 200 and body is not None and body["userId"] == "bob"
+    assert status == 200 and body is not None and body["userId"] == f"bob-{unique}"
     store = runtime.channel_store()
-    assert [r.device_id async for r in store.by_user("alice")] == []
-    assert [r.device_id async for r in store.by_user("bob")] == [d]
+    assert [r.device_id async for r in store.by_user(f"alice-{unique}")] == []
+    assert [r.device_id async for r in store.by_user(f"bob-{unique}")] == [d]
     assert (await call(request("GET", d, headers=alice)))[0] == 404
 
 

@@ -52,7 +52,8 @@ def running_azurite() -> Iterator[str]:
     workdir = tempfile.mkdtemp(prefix="azurite-")
     proc = subprocess.Popen(
         [
-            str(AZURITE_BIN), "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry",
+            str(AZURITE_BIN), "--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose",
+            "--disableTelemetry",
             "--blobPort", str(blob), "--queuePort", str(queue), "--tablePort", str(table),
         ],
         cwd=workdir,
