@@ -125,7 +125,7 @@ class Dispatcher:
         except (UnicodeDecodeError, ValueError, RecursionError):
             data = None
         if isinstance(data, dict) and data.get("kind") == "batch":
-            await self.run_batch(data, dequeue_count)
+            await self.run_batch(data, message_id, dequeue_count)
             return
         await self.accept(body, message_id)
 
@@ -150,14 +150,13 @@ class Dispatcher:
         await self.enqueue([json.dumps(b, separators=(",", ":")) for b in batches])
         log.info("send_push: job %s accepted, %d batches", job.job_id, len(batches))
 
-    async def run_batch(self, msg: dict[str, Any], dequeue_count: int) -> None:
+    async def run_batch(self, msg: dict[str, Any], message_id: str, dequeue_count: int) -> None:
         job_id, batch_id = str(msg.get("jobId")), str(msg.get("batchId"))
         job_row = await self.jobs.get(job_id)
         if job_row is None or job_row.entity.get("state") not in ("queued", "running"):
             return  # cancelled, failed, or unknown: nothing to send
-        batch = await self.jobs.batch(job_id, batch_id)
-        if batch is not None and batch.entity.get("done"):
-            return  # a duplicate delivery of a finished batch
+        if not await self.jobs.claim_batch(job_id, batch_id, message_id):
+            return  # finished already, or another copy of this batch's message owns it
         await self.jobs.mark_running(job_row)
         job_json = {"jobId": job_id, "target": json.loads(job_row.entity["target"]),
                     "notification": json.loads(job_row.entity["notification"])}

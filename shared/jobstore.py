@@ -148,6 +148,27 @@ class JobStore:
     async def batch(self, job_id: str, batch_id: str) -> Row | None:
         return await self.jobs.get(job_id, batch_rk(batch_id))
 
+    async def claim_batch(self, job_id: str, batch_id: str, message_id: str) -> bool:
+        """Make `message_id` the one message that runs this batch; False if another owns it.
+
+        The same batch can be enqueued twice (a job or batch message redelivered after a crash
+        enqueues its batches again). The first message to claim it runs it; later copies are
+        dropped, since the owner's own redelivery finishes the batch if its worker dies."""
+        for attempt in range(_CONTENDED_ATTEMPTS):
+            row = await self.batch(job_id, batch_id)
+            if row is None or row.entity.get("done"):
+                return False
+            owner = row.entity.get("claim")
+            if owner:
+                return bool(owner == message_id)
+            try:
+                await self.jobs.merge({"PartitionKey": job_id, "RowKey": batch_rk(batch_id), "claim": message_id},
+                                      etag=row.etag)
+                return True
+            except ConcurrencyConflict:
+                await _backoff(attempt)
+        raise StorageUnavailable(f"job {job_id}: too much contention claiming a batch")
+
     async def add_batch(self, job_id: str, batch_id: str) -> None:
         """Register a continuation batch before its message is enqueued (the job stays open)."""
         for attempt in range(_CONTENDED_ATTEMPTS):

@@ -19,28 +19,11 @@ from azure.storage.queue.aio import QueueClient
 from devhost import DevHost
 from shared import runtime, wns
 from shared.settings import reset_settings
-from tests.support.azurite import AZURITE_BIN
 from tests.support.fakewns import Answer, FakeWns
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ("channels", "channelindex", "pushjobs", "pushoutcomes")
-
-
-@pytest.fixture(scope="module")
-def private_azurite() -> AsyncIterator[str]:
-    import os
-
-    from tests.support.azurite import running_azurite
-
-    saved = os.environ.pop("AZURITE_CONNECTION", None)
-    try:
-        assert AZURITE_BIN.exists()
-        with running_azurite() as conn:
-            yield conn  # type: ignore[misc]
-    finally:
-        if saved is not None:
-            os.environ["AZURITE_CONNECTION"] = saved
 
 
 @dataclass

@@ -3,6 +3,7 @@ tested on its own, against a TLS fake, in tests/integration/test_wns_client.py).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 
@@ -28,7 +29,7 @@ class Harness:
         self.clock = FixedClock()
         self.store = memory_store(self.clock)
         self.jobs = JobStore(MemoryTable("pushjobs"), MemoryTable("pushoutcomes"), self.clock)
-        self.queue: list[tuple[str, int]] = []
+        self.queue: list[tuple[str, int, str]] = []  # body, dequeue count, message id
         self.sent: Counter[str] = Counter()
         self.answers: dict[str, str] = {}
         self.crash_after: int | None = None
@@ -37,30 +38,29 @@ class Harness:
         if self.crash_after is not None and sum(self.sent.values()) >= self.crash_after:
             raise Crash
         self.sent[uri] += 1
+        await asyncio.sleep(0)  # let concurrent batches interleave, as real sends would
         outcome = self.answers.get(uri, "delivered")
         return SendResult(outcome, {"delivered": 200, "removed": 410, "failed": 403}[outcome])
 
     async def enqueue(self, messages: list[str]) -> None:
-        self.queue.extend((m, 1) for m in messages)
+        self.queue.extend((m, 1, f"m{len(self.queue)}-{i}-{m[-12:]}") for i, m in enumerate(messages))
 
     def dispatcher(self) -> Dispatcher:
         return Dispatcher(self.store, self.jobs, self.send, self.enqueue, max_in_flight=20)
 
     async def submit(self, job: dict[str, object] | bytes) -> None:
         body = job if isinstance(job, bytes) else json.dumps(job).encode()
-        self.queue.append((body.decode(), 1))
+        self.queue.append((body.decode(), 1, f"op{len(self.queue)}"))
 
     async def drain(self) -> None:
         """Run every message like the host would: a failure makes the message visible again."""
-        n = 0
         while self.queue:
-            body, count = self.queue.pop(0)
-            n += 1
+            body, count, msg_id = self.queue.pop(0)
             try:
-                await self.dispatcher().handle(body.encode(), f"m{n}", count)
+                await self.dispatcher().handle(body.encode(), msg_id, count)
             except Crash:
                 self.crash_after = None
-                self.queue.append((body, count + 1))
+                self.queue.append((body, count + 1, msg_id))
 
     def uri(self, n: int) -> str:
         return URI.format(n)
@@ -108,6 +108,20 @@ async def test_each_target_reaches_exactly_its_audience(h: Harness, target: dict
     status = await h.jobs.status("j1")
     assert status is not None and status["state"] == "completed"
     assert status["targeted"] == status["delivered"] == len(expected)
+
+
+async def test_a_batch_enqueued_twice_runs_once(h: Harness) -> None:
+    """A redelivered job or batch enqueues its batches again: only one copy may send."""
+    await h.submit({"jobId": "twice", "target": {"all": True}, "notification": TOAST})
+    body, _, _ = h.queue.pop(0)
+    await h.dispatcher().handle(body.encode(), "job-msg", 1)
+    await h.dispatcher().handle(body.encode(), "job-msg", 2)  # the same job message, redelivered
+    assert len(h.queue) == 2 * len(dispatch.SHARD_BOUNDS[1:])
+    copies, h.queue = h.queue, []
+    await asyncio.gather(*(h.dispatcher().handle(b.encode(), mid, n) for b, n, mid in copies))
+    assert h.sent == Counter({h.uri(n): 1 for n in range(1, 6)})
+    status = await h.jobs.status("twice")
+    assert status is not None and status["state"] == "completed" and status["delivered"] == 5
 
 
 async def test_same_job_id_is_sent_once(h: Harness) -> None:
