@@ -297,12 +297,16 @@ class TokenProvider:
         if token is not None and now < token.refresh_at:
             return token.value
         task = self._refreshing
+        loop = asyncio.get_running_loop()
+        if task is not None and task.get_loop() is not loop:
+            task = None  # left over from a loop that ended mid-fetch (tests, local tools)
         if task is None:
             if self._failure is not None and now < self._failure_until:
                 if token is not None and now < token.expires_at:
                     return token.value
-                raise self._failure
-            task = asyncio.get_running_loop().create_task(self._fetch(session))
+                # A fresh exception each time: re-raising one instance would keep growing its traceback.
+                raise TokenError(str(self._failure), retryable=self._failure.retryable)
+            task = loop.create_task(self._fetch(session))
             task.add_done_callback(self._fetched)
             self._refreshing = task
         try:
@@ -323,7 +327,8 @@ class TokenProvider:
             self._token = None
 
     def _fetched(self, task: asyncio.Task[_Token]) -> None:
-        self._refreshing = None
+        if self._refreshing is task:
+            self._refreshing = None
         if task.cancelled():
             return
         exc = task.exception()  # also marks it retrieved when every waiter was cancelled
@@ -536,28 +541,26 @@ class WnsClient:
         try:
             url = URL(channel_uri, encoded=True)  # as stored: re-encoding a channel URI breaks it
         except ValueError:
-            return Outcome(FAILED, reason="invalid_channel_uri")
+            outcome = Outcome(FAILED, reason="invalid_channel_uri")
+            self._log(outcome, channel_uri)
+            return outcome
         base = self._headers_for(notification)
         body = notification.payload
         async with self._slots:
             try:
                 token = await self.tokens.get(session)
-            except TokenError as exc:
-                outcome = Outcome(RETRYABLE if exc.retryable else FAILED,
-                                  reason="token_unavailable" if exc.retryable else "token_rejected",
-                                  error_description=str(exc))
-                self._log(outcome, channel_uri)
-                return outcome
-            outcome = await self._post(session, url, body, base, token)
-            if outcome.status == 401:
-                # Expired or revoked: drop it (once for a whole burst) and resend once.
-                self.tokens.invalidate(token)
-                try:
+                outcome = await self._post(session, url, body, base, token)
+                if outcome.status == 401:
+                    # Expired or revoked: drop it (once for a whole burst) and resend once.
+                    self.tokens.invalidate(token)
                     token = await self.tokens.get(session)
-                except TokenError:
-                    pass
-                else:
                     outcome = await self._post(session, url, body, base, token)
+            except TokenError as exc:
+                outcome = Outcome(
+                    RETRYABLE if exc.retryable else FAILED,
+                    reason="token_unavailable" if exc.retryable else "token_rejected",
+                    error_description=str(exc),
+                )
         self._log(outcome, channel_uri)
         return outcome
 
@@ -636,7 +639,8 @@ _shared: WnsClient | None = None
 async def get_client(settings: Settings | None = None) -> WnsClient:
     """The process's client, created on first use on the running loop and reused afterwards.
 
-    A new loop (a test, a local tool) gets a new client but keeps the cached token.
+    `settings` (default: `get_settings()`) only matter when the client is created. A new loop (a
+    test, a local tool) gets a new client but keeps the cached token.
     """
     global _shared
     loop = asyncio.get_running_loop()

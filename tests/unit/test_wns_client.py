@@ -249,6 +249,15 @@ class TestUnauthorized:
         assert (outcome.kind, outcome.reason, outcome.status) == (FAILED, "unauthorized", 401)
         assert len(server.seen) == 2 and len(server.token_forms) == 2
 
+    async def test_refresh_failing_after_401_is_retryable(self, server: Server) -> None:
+        async with server.client() as client:
+            assert (await client.send(f"{server.base}/ch/a", TOAST)).delivered
+            server.handler = answer(401)
+            server.token_handler = answer(503)
+            outcome = await client.send(f"{server.base}/ch/a", TOAST)
+        assert (outcome.kind, outcome.reason) == (RETRYABLE, "token_unavailable")
+        assert len(server.seen) == 2
+
     async def test_burst_of_401s_refreshes_once(self, server: Server) -> None:
         async def reject_old(request: web.Request) -> web.StreamResponse:
             return web.Response(status=401 if request.headers["Authorization"] == "Bearer token-1" else 200)
