@@ -124,7 +124,10 @@ class JobStore:
             await self.jobs.insert(job)
         except ConcurrencyConflict:
             existing = await self.get(job_id)
-            if existing is None or existing.entity.get("planKey") != plan_key:
+            if existing is not None and existing.entity.get("rejected"):
+                # A rejected job sent nothing: its id is free for the corrected job.
+                await self.jobs.upsert(job, etag=existing.etag)
+            elif existing is None or existing.entity.get("planKey") != plan_key:
                 return False
         batches = [Op("upsert", {"PartitionKey": job_id, "RowKey": batch_rk(b), "done": False}) for b in batch_ids]
         for i in range(0, len(batches), _MAX_TXN):
@@ -135,7 +138,7 @@ class JobStore:
         """Record a job that was rejected; False if that id already names an accepted job."""
         now = iso(self.clock.now())
         entity: Entity = {
-            "PartitionKey": job_id, "RowKey": JOB_RK, "state": "failed", "error": reason[:1000],
+            "PartitionKey": job_id, "RowKey": JOB_RK, "state": "failed", "error": reason[:1000], "rejected": True,
             "createdAt": now, "updatedAt": now, "pending": 0, **{name: 0 for name in COUNTS},
             **(fields or {}),
         }

@@ -151,6 +151,23 @@ async def test_malformed_jobs_send_nothing_and_are_recorded(h: Harness, body: by
     assert len(failed) == 1 and failed[0]["error"]
 
 
+async def test_a_rejected_job_id_can_be_reused_by_the_corrected_job(h: Harness) -> None:
+    await h.submit({"jobId": "fixme", "target": {}, "notification": TOAST})
+    await h.drain()
+    rejected = await h.jobs.status("fixme")
+    assert rejected is not None and rejected["state"] == "failed" and not h.sent
+    await h.submit({"jobId": "fixme", "target": {"users": ["bob"]}, "notification": TOAST})
+    await h.drain()
+    status = await h.jobs.status("fixme")
+    assert status is not None and status["state"] == "completed" and status["error"] is None
+    assert set(h.sent) == {h.uri(3)}
+    # An accepted id stays taken: a rejected duplicate does not overwrite the real record.
+    await h.submit({"jobId": "fixme", "target": {}, "notification": TOAST})
+    await h.drain()
+    status = await h.jobs.status("fixme")
+    assert status is not None and status["state"] == "completed"
+
+
 async def test_outcomes_remove_gone_channels_and_count(h: Harness) -> None:
     h.answers = {h.uri(1): "removed", h.uri(2): "failed"}
     await h.submit({"jobId": "j", "target": {"users": ["alice", "bob"]}, "notification": TOAST})
