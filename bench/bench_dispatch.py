@@ -19,9 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,16 +47,18 @@ CONCURRENT_MESSAGES = 12
 
 async def seed(store: ChannelStore, uris: list[str]) -> None:
     sem = asyncio.Semaphore(64)
+    rng = random.Random(7)
 
     async def one(i: int, uri: str) -> None:
         async with sem:
-            await store.put(f"{i:08x}-bench-0000-0000-000000000000", uri, None, ["bench"])
+            # Random GUIDs, as apps make them: they spread over the key-space shards of the fan-out.
+            await store.put(str(uuid.UUID(int=rng.getrandbits(128), version=4)), uri, None, ["bench"])
 
     await asyncio.gather(*(one(i, u) for i, u in enumerate(uris)))
 
 
 async def run_job(dispatcher: Dispatcher, queue: list[str], job_id: str) -> None:
-    queue.append(json.dumps({"jobId": job_id, "target": {"tags": "bench"},
+    queue.append(json.dumps({"jobId": job_id, "target": {"all": True},
                              "notification": {"type": "raw", "payload": "sync"}}))
     running: set[asyncio.Task[None]] = set()
     n = 0

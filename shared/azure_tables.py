@@ -8,6 +8,7 @@ endpoints and a managed identity (`DefaultAzureCredential`), as the app settings
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -86,6 +87,7 @@ class AzureTable:
         self.name = client.table_name
         self.reads = 0
         self._ready = False
+        self._ensuring = asyncio.Lock()
 
     async def _call(self, what: str, fn: Callable[[], Awaitable[T]]) -> T:
         try:

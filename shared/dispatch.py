@@ -157,7 +157,6 @@ class Dispatcher:
             return  # cancelled, failed, or unknown: nothing to send
         if not await self.jobs.claim_batch(job_id, batch_id, message_id):
             return  # finished already, or another copy of this batch's message owns it
-        await self.jobs.mark_running(job_row)
         job_json = {"jobId": job_id, "target": json.loads(job_row.entity["target"]),
                     "notification": json.loads(job_row.entity["notification"])}
         target = parse_job(json.dumps(job_json)).target
@@ -185,6 +184,20 @@ class Dispatcher:
         for rec in await self._send_all(job_id, todo, notification):
             counts[rec.outcome] += 1
         await self.jobs.finish_batch(job_id, batch_id, counts)
+
+    async def audience(self, job: Job) -> AsyncIterator[Recipient]:
+        """Every recipient `job` reaches, read batch by batch and page by page exactly as
+        `run_batch` reads them, sending, recording and enqueueing nothing (`pushctl send --dry-run`)."""
+        target = job.target
+        plan_tags = tagexpr.index_plan(target.expression) if target.expression is not None else None
+        for batch in plan(job):
+            after: str | None = batch["after"]
+            while True:
+                recipients, after = await self._read(batch["source"], after, target, plan_tags)
+                for r in recipients:
+                    yield r
+                if after is None:
+                    break
 
     async def _read(self, source: dict[str, Any], after: str | None, target: Target,
                     plan_tags: list[str] | None) -> tuple[list[Recipient], str | None]:

@@ -1,12 +1,15 @@
 """Job records, their batches and per-recipient outcomes (table `pushjobs` and `pushoutcomes`).
 
-`pushjobs`, one partition per job (PK = jobId), so a job's record and its batch records can be
-updated together in one entity-group transaction:
-    RK "job"        state, the job itself, counts (targeted/delivered/removed/failed), `pending`
-                    (batches not yet finished)
-    RK "b:<id>"     one row per batch: `done` and the batch's counts once finished
-Finishing a batch adds its counts to the job and marks the batch done in one transaction guarded
-by both ETags, so counts are added exactly once however many instances finish batches at once.
+`pushjobs`, one partition per job (PK = jobId):
+    RK "job"        the job itself (target, notification), when it was accepted, and `failed`
+                    with the reason when it was rejected
+    RK "b:<id>"     one row per batch: which message owns it (`claim`), then `done` and the
+                    batch's counts (targeted/delivered/removed/failed)
+Each batch writes only its own row, so any number of instances finish batches at once without
+contending for a shared counter (a shared job row measured 5x slower under 27 parallel batches).
+A job's status is read by summing its batch rows (one partition query): it is `completed` when
+every batch is done, and a batch registers its continuation before it marks itself done, so a
+job never looks complete while work remains.
 
 `pushoutcomes`: PK = jobId, RK = deviceId: what happened to each recipient (outcome, HTTP status,
 X-WNS-Status, X-WNS-Msg-ID, error). Written in transactions of up to 100 as sends complete; a
@@ -76,15 +79,25 @@ def outcome_json(row: Row) -> dict[str, Any]:
     }
 
 
-def status_json(row: Row) -> dict[str, Any]:
-    """The status shape of contract section 4 (`pushctl status --json`)."""
-    e = row.entity
-    out: dict[str, Any] = {"jobId": row.pk, "state": e.get("state")}
+def status_json(job: Row, batches: Sequence[Row] = ()) -> dict[str, Any]:
+    """The status shape of contract section 4 (`pushctl status --json`), from the job's rows."""
+    e = job.entity
+    out: dict[str, Any] = {"jobId": job.pk}
     for name in COUNTS:
-        out[name] = int(e.get(name) or 0)
-    out["pendingBatches"] = int(e.get("pending") or 0)
+        out[name] = sum(int(b.entity.get(name) or 0) for b in batches)
+    done = sum(1 for b in batches if b.entity.get("done"))
+    started = done or any(b.entity.get("claim") for b in batches)
+    state = str(e.get("state") or "queued")
+    # The first batches' rows are written just after the job's: until all are there, not done.
+    planned = int(e.get("planned") or 0)
+    if state not in ("failed", "cancelled"):
+        complete = done == len(batches) and len(batches) >= planned
+        state = "completed" if complete else "running" if started else "queued"
+    out["state"] = state
+    out["pendingBatches"] = max(planned, len(batches)) - done
     out["createdAt"] = e.get("createdAt")
-    out["updatedAt"] = e.get("updatedAt")
+    finished = [str(b.entity["finishedAt"]) for b in batches if b.entity.get("finishedAt")]
+    out["updatedAt"] = max([str(e.get("updatedAt") or ""), *finished])
     out["error"] = e.get("error") or None
     out["target"] = json.loads(e["target"]) if e.get("target") else None
     out["type"] = e.get("type") or None
@@ -106,8 +119,13 @@ class JobStore:
         return await self.jobs.get(job_id, JOB_RK)
 
     async def status(self, job_id: str) -> dict[str, Any] | None:
-        row = await self.get(job_id)
-        return status_json(row) if row else None
+        job, batches = None, []
+        async for row in self.jobs.query(partition=job_id):
+            if row.rk == JOB_RK:
+                job = row
+            elif row.rk.startswith("b:"):
+                batches.append(row)
+        return status_json(job, batches) if job else None
 
     async def create(self, job_id: str, fields: dict[str, Any], batch_ids: Sequence[str], plan_key: str) -> bool:
         """Accept a job and its first batches. False if this job id was already accepted by
@@ -115,11 +133,8 @@ class JobStore:
         now = iso(self.clock.now())
         job: Entity = {
             "PartitionKey": job_id, "RowKey": JOB_RK, "state": "queued", "planKey": plan_key,
-            "createdAt": now, "updatedAt": now, "pending": len(batch_ids),
-            **{name: 0 for name in COUNTS}, **fields,
+            "createdAt": now, "updatedAt": now, "planned": len(batch_ids), **fields,
         }
-        if not batch_ids:
-            job["state"] = "completed"
         try:
             await self.jobs.insert(job)
         except ConcurrencyConflict:
@@ -139,8 +154,7 @@ class JobStore:
         now = iso(self.clock.now())
         entity: Entity = {
             "PartitionKey": job_id, "RowKey": JOB_RK, "state": "failed", "error": reason[:1000], "rejected": True,
-            "createdAt": now, "updatedAt": now, "pending": 0, **{name: 0 for name in COUNTS},
-            **(fields or {}),
+            "createdAt": now, "updatedAt": now, **(fields or {}),
         }
         try:
             await self.jobs.insert(entity)
@@ -174,56 +188,17 @@ class JobStore:
 
     async def add_batch(self, job_id: str, batch_id: str) -> None:
         """Register a continuation batch before its message is enqueued (the job stays open)."""
-        for attempt in range(_CONTENDED_ATTEMPTS):
-            if await self.batch(job_id, batch_id) is not None:
-                return  # added by an earlier attempt of the same batch
-            job = await self.get(job_id)
-            if job is None:
-                raise StorageUnavailable(f"job {job_id} vanished")
-            ops = [
-                Op("upsert", {**job.entity, "pending": int(job.entity.get("pending") or 0) + 1,
-                              "updatedAt": iso(self.clock.now())}, etag=job.etag),
-                Op("upsert", {"PartitionKey": job_id, "RowKey": batch_rk(batch_id), "done": False}),
-            ]
-            try:
-                await self.jobs.transact(ops)
-                return
-            except ConcurrencyConflict:
-                await _backoff(attempt)
-        raise StorageUnavailable(f"job {job_id}: too much contention adding a batch")
+        try:
+            await self.jobs.insert({"PartitionKey": job_id, "RowKey": batch_rk(batch_id), "done": False})
+        except ConcurrencyConflict:
+            pass  # added by an earlier attempt of the same batch: keep its claim and state
 
-    async def finish_batch(self, job_id: str, batch_id: str, counts: dict[str, int]) -> dict[str, Any] | None:
-        """Add a finished batch's counts to its job, exactly once. Returns the job's new status."""
-        for attempt in range(_CONTENDED_ATTEMPTS):
-            job, batch = await asyncio.gather(self.get(job_id), self.batch(job_id, batch_id))
-            if job is None:
-                return None
-            if batch is not None and batch.entity.get("done"):
-                return status_json(job)
-            e = dict(job.entity)
-            for name in COUNTS:
-                e[name] = int(e.get(name) or 0) + counts.get(name, 0)
-            e["pending"] = max(0, int(e.get("pending") or 0) - 1)
-            if e.get("state") in ("queued", "running"):
-                e["state"] = "completed" if e["pending"] == 0 else "running"
-            e["updatedAt"] = iso(self.clock.now())
-            done: Entity = {"PartitionKey": job_id, "RowKey": batch_rk(batch_id), "done": True,
-                            **{name: counts.get(name, 0) for name in COUNTS}}
-            ops = [Op("upsert", e, etag=job.etag),
-                   Op("upsert", done, etag=batch.etag if batch is not None else None)]
-            try:
-                await self.jobs.transact(ops)
-                return status_json(Row(e, ""))
-            except ConcurrencyConflict:
-                await _backoff(attempt)
-        raise StorageUnavailable(f"job {job_id}: too much contention finishing a batch")
-
-    async def mark_running(self, job: Row) -> None:
-        if job.entity.get("state") == "queued":
-            try:
-                await self.jobs.merge({"PartitionKey": job.pk, "RowKey": JOB_RK, "state": "running"}, etag=job.etag)
-            except ConcurrencyConflict:
-                pass  # someone else moved it on; its state is at least as new
+    async def finish_batch(self, job_id: str, batch_id: str, counts: dict[str, int]) -> None:
+        """Record a batch as done with its counts (only the batch's owner calls this)."""
+        await self.jobs.merge({
+            "PartitionKey": job_id, "RowKey": batch_rk(batch_id), "done": True,
+            "finishedAt": iso(self.clock.now()), **{name: counts.get(name, 0) for name in COUNTS},
+        })
 
     async def record_outcomes(self, job_id: str, records: Sequence[OutcomeRecord]) -> None:
         at = iso(self.clock.now())
