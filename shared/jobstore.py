@@ -149,6 +149,12 @@ class JobStore:
             await self.jobs.transact(batches[i:i + _MAX_TXN])
         return True
 
+    async def id_taken(self, job_id: str) -> bool:
+        """Whether a new job message with this id would be dropped as a duplicate: an accepted job
+        holds it, while a rejected one leaves it free for the corrected job (see `create`)."""
+        row = await self.get(job_id)
+        return row is not None and not row.entity.get("rejected")
+
     async def record_failed(self, job_id: str, reason: str, fields: dict[str, Any] | None = None) -> bool:
         """Record a job that was rejected; False if that id already names an accepted job."""
         now = iso(self.clock.now())

@@ -177,6 +177,7 @@ class FakeWns:
         app = web.Application()
         app.router.add_post("/token", self._token)
         app.router.add_get("/_fake/received", self._get_received)
+        app.router.add_get("/", self._get_devices)
         app.router.add_get("/_fake/stats", self._get_stats)
         app.router.add_post("/_fake/script", self._post_script)
         app.router.add_post("/_fake/reset", self._post_reset)
@@ -361,6 +362,24 @@ class FakeWns:
         channel = request.query.get("channel")
         items = self.received if channel is None else self.received_for(channel)
         return web.json_response({"received": [r.to_json() for r in items]})
+
+    async def _get_devices(self, request: web.Request) -> web.Response:
+        """What each "device" (channel) received, as text a person reads in a terminal or browser."""
+        lines = [f"WNS stand-in at {self.base_url}: {len(self.received)} notification requests", ""]
+        by_channel: dict[str, list[Received]] = {}
+        for r in self.received:
+            by_channel.setdefault(r.channel_id, []).append(r)
+        for channel, items in sorted(by_channel.items()):
+            lines.append(f"device channel {channel}:")
+            for r in items:
+                when = time.strftime("%H:%M:%S", time.localtime(r.time))
+                kind = r.headers.get("X-WNS-Type", "?")
+                body = r.body.decode("utf-8", "replace")
+                lines.append(f"  {when}  {r.status}  {kind:10s} {body[:160]}")
+            lines.append("")
+        if not by_channel:
+            lines.append("nothing yet: register a channel URI on this host and send a job")
+        return web.Response(text="\n".join(lines) + "\n")
 
     async def _get_stats(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats())
