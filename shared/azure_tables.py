@@ -54,12 +54,14 @@ def async_credential(storage: StorageSettings) -> Any:
     return DefaultAzureCredential()
 
 
-def table_service(storage: StorageSettings) -> TableServiceClient:
+def table_service(storage: StorageSettings, credential: Any = None) -> TableServiceClient:
+    """A service client from a connection string, or from the endpoint and `credential` (by
+    default a new `async_credential`; share one between clients and close it with them)."""
     if storage.connection_string:
         return TableServiceClient.from_connection_string(storage.connection_string, **CLIENT_OPTIONS)
     assert storage.table_service_uri
     return TableServiceClient(
-        endpoint=storage.table_service_uri, credential=async_credential(storage), **CLIENT_OPTIONS
+        endpoint=storage.table_service_uri, credential=credential or async_credential(storage), **CLIENT_OPTIONS
     )
 
 

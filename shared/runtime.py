@@ -20,12 +20,13 @@ from shared.dispatch import Dispatcher, SendResult
 from shared.errors import StorageUnavailable
 from shared.jobstore import JobStore
 from shared.notification import Notification
-from shared.settings import Settings, get_settings
+from shared.settings import Settings, StorageSettings, get_settings
 from shared.wns import CHANNEL_GONE, DELIVERED, WnsClient, get_client
 
 _clock: Clock = SystemClock()
 _loop: asyncio.AbstractEventLoop | None = None
 _service: Any = None
+_credential: Any = None  # one managed-identity credential per loop, shared by every client
 _tables: dict[str, AzureTable] = {}
 _queues: dict[str, QueueClient] = {}
 
@@ -40,17 +41,30 @@ def set_clock(new: Clock) -> None:
     _clock = new
 
 
-def table(name: str, settings: Settings | None = None) -> AzureTable:
-    """The process's client for one table, on the running loop."""
-    global _loop, _service
+def _bind_loop() -> None:
+    global _loop, _service, _credential
     loop = asyncio.get_running_loop()
     if _loop is not loop:
-        _loop, _service = loop, None
+        _loop, _service, _credential = loop, None, None
         _tables.clear()
         _queues.clear()
+
+
+def _credential_for(storage: StorageSettings) -> Any:
+    global _credential
+    if _credential is None and storage.uses_identity:
+        _credential = async_credential(storage)
+    return _credential
+
+
+def table(name: str, settings: Settings | None = None) -> AzureTable:
+    """The process's client for one table, on the running loop."""
+    global _service
+    _bind_loop()
     if name not in _tables:
         if _service is None:
-            _service = table_service((settings or get_settings()).storage)
+            storage = (settings or get_settings()).storage
+            _service = table_service(storage, _credential_for(storage))
         _tables[name] = AzureTable(_service.get_table_client(name))
     return _tables[name]
 
@@ -73,14 +87,14 @@ def job_store(settings: Settings | None = None) -> JobStore:
 def queue(name: str, settings: Settings | None = None) -> QueueClient:
     """The process's client for one queue; messages are plain UTF-8 text (messageEncoding none)."""
     settings = settings or get_settings()
-    table(settings.channels_table, settings)  # binds the per-loop caches to this loop
+    _bind_loop()
     if name not in _queues:
         st = settings.storage
         if st.connection_string:
             _queues[name] = QueueClient.from_connection_string(st.connection_string, name, **CLIENT_OPTIONS)
         else:
             assert st.queue_service_uri
-            _queues[name] = QueueClient(st.queue_service_uri, name, credential=async_credential(st), **CLIENT_OPTIONS)
+            _queues[name] = QueueClient(st.queue_service_uri, name, credential=_credential_for(st), **CLIENT_OPTIONS)
     return _queues[name]
 
 
@@ -123,7 +137,7 @@ async def dispatcher(settings: Settings | None = None) -> Dispatcher:
 
 async def reset() -> None:
     """Close and forget every client (tests between Azurite instances)."""
-    global _loop, _service
+    global _loop, _service, _credential
     for t in _tables.values():
         await t.close()
     _tables.clear()
@@ -132,4 +146,6 @@ async def reset() -> None:
     _queues.clear()
     if _service is not None:
         await _service.close()
-    _loop, _service = None, None
+    if _credential is not None:
+        await _credential.close()
+    _loop, _service, _credential = None, None, None
