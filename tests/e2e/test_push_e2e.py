@@ -5,88 +5,17 @@ trusts through `SSL_CERT_FILE`, as the contract says."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
-from azure.data.tables.aio import TableServiceClient
-from azure.storage.queue.aio import QueueClient
 
-from devhost import DevHost
-from shared import runtime, wns
-from shared.settings import reset_settings
-from tests.support.fakewns import Answer, FakeWns
+from shared import runtime
+from tests.support.fakewns import Answer
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ("channels", "channelindex", "pushjobs", "pushoutcomes")
-
-
-@dataclass
-class Stack:
-    host: DevHost
-    fake: FakeWns
-    conn: str
-    http: aiohttp.ClientSession
-
-    async def put(self, device: str, channel: str, tags: list[str], user: str | None = None) -> int:
-        headers = {"X-MS-CLIENT-PRINCIPAL-ID": user} if user else {}
-        body = {"channelUri": self.fake.channel_uri(channel), "tags": tags}
-        async with self.http.put(f"{self.host.url}/api/channels/{device}", json=body, headers=headers) as r:
-            return r.status
-
-    async def enqueue(self, job: dict[str, object]) -> None:
-        q = QueueClient.from_connection_string(self.conn, "push-jobs")
-        async with q:
-            await q.send_message(json.dumps(job))
-
-    async def status(self, job_id: str, wait_s: float = 30) -> dict[str, object]:
-        store = runtime.job_store()
-        deadline = asyncio.get_running_loop().time() + wait_s
-        while True:
-            st = await store.status(job_id)
-            if st is not None and st["state"] in ("completed", "failed"):
-                return st
-            assert asyncio.get_running_loop().time() < deadline, f"job {job_id} not done: {st}"
-            await asyncio.sleep(0.1)
-
-    def got(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for r in self.fake.received:
-            if r.status == 200:
-                out[r.channel_id] = out.get(r.channel_id, 0) + 1
-        return out
-
-
-@pytest.fixture
-async def stack(clean_env: pytest.MonkeyPatch, private_azurite: str) -> AsyncIterator[Stack]:
-    async with TableServiceClient.from_connection_string(private_azurite) as svc:
-        for t in TABLES:
-            await svc.delete_table(t)
-    fake = FakeWns()
-    await fake.start()
-    for name, value in {
-        "AzureWebJobsStorage": private_azurite, "WNS_TOKEN_URL": fake.token_url,
-        "WNS_CHANNEL_HOSTS": fake.host_entry, "WNS_TENANT_ID": "local", "WNS_CLIENT_ID": "client",
-        "WNS_CLIENT_SECRET": "secret", "PUSH_JOBS_QUEUE": "push-jobs", "EXPIRE_SCHEDULE": "0 30 3 * * *",
-        "PUSH_AUTH": "platform", "SSL_CERT_FILE": fake.ca_path, "REQUESTS_CA_BUNDLE": fake.ca_path,
-    }.items():
-        clean_env.setenv(name, value)
-    reset_settings()
-    await runtime.reset()
-    await wns.close_client()
-    host = DevHost(ROOT, port=0)
-    await host.start()
-    async with aiohttp.ClientSession() as http:
-        yield Stack(host, fake, private_azurite, http)
-    await host.stop()
-    await wns.close_client()
-    await runtime.reset()
-    await fake.stop()
 
 
 def dev(n: int) -> str:

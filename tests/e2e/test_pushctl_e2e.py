@@ -6,105 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import sys
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables.aio import TableServiceClient
 from azure.storage.queue.aio import QueueClient
 
-from devhost import DevHost
-from shared import runtime, wns
-from shared.settings import reset_settings
-from tests.support.azurite import AZURITE_BIN
-from tests.support.fakewns import FakeWns
+from shared import runtime
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = ("channels", "channelindex", "pushjobs", "pushoutcomes")
-
-
-@pytest.fixture(scope="module")
-def private_azurite() -> Iterator[str]:
-    from tests.support.azurite import running_azurite
-
-    saved = os.environ.pop("AZURITE_CONNECTION", None)
-    try:
-        assert AZURITE_BIN.exists()
-        with running_azurite() as conn:
-            yield conn
-    finally:
-        if saved is not None:
-            os.environ["AZURITE_CONNECTION"] = saved
-
-
-@dataclass
-class Run:
-    code: int
-    stdout: str
-    stderr: str
-
-
-@dataclass
-class Stack:
-    host: DevHost
-    fake: FakeWns
-    conn: str
-    http: aiohttp.ClientSession
-
-    async def put(self, device: str, channel: str, tags: list[str], user: str | None = None) -> None:
-        headers = {"X-MS-CLIENT-PRINCIPAL-ID": user} if user else {}
-        body = {"channelUri": self.fake.channel_uri(channel), "tags": tags}
-        async with self.http.put(f"{self.host.url}/api/channels/{device}", json=body, headers=headers) as r:
-            assert r.status == 201
-
-    async def pushctl(self, *args: str, env: dict[str, str] | None = None) -> Run:
-        """`python -m pushctl ...` as an operator runs it, without blocking the loop devhost serves on."""
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pushctl", *args, "--connection", self.conn, cwd=ROOT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(), 30)
-        except TimeoutError:
-            proc.kill()
-            out, err = await proc.communicate()
-            raise AssertionError(f"pushctl {args} did not finish: {err.decode()}") from None
-        assert proc.returncode is not None
-        return Run(proc.returncode, out.decode(), err.decode())
-
-
-@pytest.fixture
-async def stack(clean_env: pytest.MonkeyPatch, private_azurite: str) -> AsyncIterator[Stack]:
-    async with TableServiceClient.from_connection_string(private_azurite) as svc:
-        for t in TABLES:
-            await svc.delete_table(t)
-    fake = FakeWns()
-    await fake.start()
-    for name, value in {
-        "AzureWebJobsStorage": private_azurite, "WNS_TOKEN_URL": fake.token_url,
-        "WNS_CHANNEL_HOSTS": fake.host_entry, "WNS_TENANT_ID": "local", "WNS_CLIENT_ID": "client",
-        "WNS_CLIENT_SECRET": "secret", "PUSH_JOBS_QUEUE": "push-jobs", "EXPIRE_SCHEDULE": "0 30 3 * * *",
-        "PUSH_AUTH": "platform", "SSL_CERT_FILE": fake.ca_path, "REQUESTS_CA_BUNDLE": fake.ca_path,
-    }.items():
-        clean_env.setenv(name, value)
-    reset_settings()
-    await runtime.reset()
-    await wns.close_client()
-    host = DevHost(ROOT, port=0)
-    await host.start()
-    async with aiohttp.ClientSession() as http:
-        yield Stack(host, fake, private_azurite, http)
-    await host.stop()
-    await wns.close_client()
-    await runtime.reset()
-    await fake.stop()
 
 
 def dev(n: int) -> str:
@@ -112,10 +25,10 @@ def dev(n: int) -> str:
 
 
 async def population(s: Stack) -> None:
-    await s.put(dev(1), "c1", ["news", "lang:en"], "alice")
-    await s.put(dev(2), "c2", ["news", "lang:fr"], "alice")
-    await s.put(dev(3), "c3", ["news", "muted"], "bob")
-    await s.put(dev(4), "c4", ["sport"])
+    assert await s.put(dev(1), "c1", ["news", "lang:en"], "alice") == 201
+    assert await s.put(dev(2), "c2", ["news", "lang:fr"], "alice") == 201
+    assert await s.put(dev(3), "c3", ["news", "muted"], "bob") == 201
+    assert await s.put(dev(4), "c4", ["sport"]) == 201
 
 
 async def test_send_wait_json_matches_the_job_record_and_report_shows_the_removed(stack: Stack) -> None:
