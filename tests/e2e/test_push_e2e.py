@@ -5,8 +5,6 @@ trusts through `SSL_CERT_FILE`, as the contract says."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from shared import runtime
@@ -14,8 +12,6 @@ from tests.support.fakewns import Answer
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-TABLES = ("channels", "channelindex", "pushjobs", "pushoutcomes")
 
 
 def dev(n: int) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
@@ -16,8 +15,6 @@ from shared import runtime
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).resolve().parents[2]
-TABLES = ("channels", "channelindex", "pushjobs", "pushoutcomes")
 
 
 def dev(n: int) -> str:
