@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from devhost.fakewns import fake_wns_process  # noqa: E402
 from shared import runtime  # noqa: E402
 from shared.channels import ChannelStore  # noqa: E402
 from shared.clock import SystemClock  # noqa: E402
@@ -39,7 +40,6 @@ from shared.notification import parse_notification  # noqa: E402
 from shared.settings import Settings, StorageSettings  # noqa: E402
 from shared.wns import WnsClient  # noqa: E402
 from tests.support.azurite import running_azurite  # noqa: E402
-from tests.support.fakewns import fake_wns_process  # noqa: E402
 from tests.support.stores import azurite_tables  # noqa: E402
 
 CONCURRENT_MESSAGES = 12

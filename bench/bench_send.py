@@ -1,6 +1,6 @@
 """Throughput and CPU cost of sending to WNS: our aiohttp `WnsClient` against `requests` baselines.
 
-The fake WNS (tests/support/fakewns.py) runs as a separate process, over real TLS, answering
+The fake WNS (devhost/fakewns.py) runs as a separate process, over real TLS, answering
 every notification after an added latency (50 ms by default, about what WNS takes), so only the
 sender's CPU is measured here (`time.process_time()`, all threads of this process).
 
@@ -32,10 +32,10 @@ if str(ROOT) not in sys.path:
 
 import requests  # noqa: E402
 
+from devhost.fakewns import FakeWnsProcess, fake_wns_process  # noqa: E402
 from shared.notification import Notification, parse_notification, wns_headers  # noqa: E402
 from shared.settings import Settings, StorageSettings  # noqa: E402
 from shared.wns import WnsClient  # noqa: E402
-from tests.support.fakewns import FakeWnsProcess, fake_wns_process  # noqa: E402
 
 
 @dataclass

@@ -13,10 +13,10 @@ import pytest
 from azure.data.tables.aio import TableServiceClient
 
 from devhost import DevHost
+from devhost.fakewns import FakeWns
 from shared import runtime, wns
 from shared.settings import reset_settings
 from tests.support.azurite import running_azurite
-from tests.support.fakewns import FakeWns
 from tests.support.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

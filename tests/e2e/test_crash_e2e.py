@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from azure.storage.queue.aio import QueueClient
 
+from devhost.fakewns import FakeWns
 from shared import runtime
 from shared.settings import reset_settings
 from tests.support.azurite import free_port, wait_for_port
-from tests.support.fakewns import FakeWns
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from devhost.fakewns import Answer
 from shared import runtime
-from tests.support.fakewns import Answer
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e

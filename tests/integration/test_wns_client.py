@@ -1,4 +1,4 @@
-"""WnsClient against the TLS fake WNS (tests/support/fakewns.py), trusted through SSL_CERT_FILE.
+"""WnsClient against the TLS fake WNS (devhost/fakewns.py), trusted through SSL_CERT_FILE.
 
 Also checks the fake itself behaves like WNS where the client relies on it, and that it runs as
 a separate process for end-to-end use.
@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
+from devhost.fakewns import Answer, FakeWns, fake_wns_process
 from shared.notification import parse_notification
 from shared.settings import Settings, StorageSettings
 from shared.wns import CHANNEL_GONE, DELIVERED, FAILED, RETRYABLE, THROTTLED, OutcomeKind, WnsClient
-from tests.support.fakewns import Answer, FakeWns, fake_wns_process
 
 TOAST = parse_notification({"type": "toast", "text": ["Sale", "20% off"], "launch": "sale"})
 

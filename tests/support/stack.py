@@ -14,8 +14,8 @@ import aiohttp
 from azure.storage.queue.aio import QueueClient
 
 from devhost import DevHost
+from devhost.fakewns import FakeWns
 from shared import runtime
-from tests.support.fakewns import FakeWns
 
 ROOT = Path(__file__).resolve().parents[2]
 

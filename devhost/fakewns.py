@@ -1,4 +1,6 @@
-"""A fake WNS (and its token endpoint) over real TLS on loopback, for integration and e2e tests.
+"""A local stand-in for WNS (and its token endpoint) over real TLS on loopback: what `bin/run`
+uses for demos (`GET /` lists what each "device" received) and what the integration and e2e
+tests send to.
 
 It checks requests the way WNS does (learn.microsoft.com, push-request-response-headers): the
 bearer token must be one it issued and not expired (401), `X-WNS-Type` with the matching
@@ -16,7 +18,7 @@ In-process (the tests' loop):
 
 As a process (so its CPU is not counted, or for end-to-end runs):
 
-    python -m tests.support.fakewns --port 0 --ca-out /tmp/ca.pem [--latency-ms 50] [--no-record]
+    python -m devhost.fakewns --port 0 --ca-out /tmp/ca.pem [--latency-ms 50] [--no-record]
 
 prints one JSON line `{"baseUrl", "port", "tokenUrl", "ca"}` when ready; `fake_wns_process()` wraps
 that, and the control endpoints (`GET /_fake/received`, `GET /_fake/stats`, `POST /_fake/script`,
@@ -50,7 +52,7 @@ from typing import Any
 import trustme
 from aiohttp import web
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 MAX_PAYLOAD = 5000
 _TYPES = {
@@ -408,7 +410,7 @@ class FakeWns:
 
 @dataclass
 class FakeWnsProcess:
-    """A running `python -m tests.support.fakewns`, driven over its HTTPS control endpoints."""
+    """A running `python -m devhost.fakewns`, driven over its HTTPS control endpoints."""
 
     proc: subprocess.Popen[str]
     base_url: str
@@ -464,7 +466,7 @@ def fake_wns_process(
     """Start the fake as a child process and stop it on exit."""
     ca_file = ca_out or tempfile.mkstemp(prefix="fakewns-ca-", suffix=".pem")[1]
     args = [
-        sys.executable, "-m", "tests.support.fakewns", "--port", str(port), "--ca-out", ca_file,
+        sys.executable, "-m", "devhost.fakewns", "--port", str(port), "--ca-out", ca_file,
         "--latency-ms", str(latency_ms), "--hostname", hostname, "--token-expires-in", str(token_expires_in),
     ]
     if not record:
@@ -508,7 +510,7 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m tests.support.fakewns", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m devhost.fakewns", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed when ready)")
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--hostname", default="localhost", help="host name in URIs and the certificate")
