@@ -84,7 +84,7 @@ async def test_wns_answers_gone_throttled_and_token_refresh(stack: Stack) -> Non
     stack.fake.script("c1", 404)
     stack.fake.script("c2", 410)
     stack.fake.script("c3", 401, 200)
-    stack.fake.script("c4", Answer(406, {"Retry-After": "1"}), 200)
+    stack.fake.script("c4", Answer(406, {"Retry-After": "1"}), Answer(503, {"Retry-After": "1"}), 200)
     stack.fake.script("c5", 403)
     await stack.enqueue({"jobId": "mixed", "target": {"all": True}, "notification": TOAST})
     st = await stack.status("mixed", wait_s=60)
@@ -97,6 +97,10 @@ async def test_wns_answers_gone_throttled_and_token_refresh(stack: Stack) -> Non
     assert stack.fake.token_requests == 2  # the first token, and one refresh after the 401
     report = [x async for x in runtime.job_store().report("mixed", "removed")]
     assert sorted(x["status"] for x in report) == [404, 410]
+    # Throttled (406), then unavailable (503): each retried after its Retry-After, then delivered.
+    c4 = [r for r in stack.fake.received if r.channel_id == "c4"]
+    assert [r.status for r in c4] == [406, 503, 200]
+    assert c4[1].time - c4[0].time >= 0.9 and c4[2].time - c4[1].time >= 0.9
 
 
 async def test_malformed_job_is_recorded_and_next_job_runs(stack: Stack) -> None:
