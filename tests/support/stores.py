@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from shared.azure_tables import AzureTable, table_service
+from azure.data.tables.aio import TableClient
+
+from shared.azure_tables import CLIENT_OPTIONS, AzureTable
 from shared.channels import ChannelStore
 from shared.clock import FixedClock
 from shared.settings import StorageSettings
@@ -14,8 +16,9 @@ def memory_store(clock: FixedClock, ttl_days: int = 30) -> ChannelStore:
 
 
 def azurite_tables(conn: str, suffix: str, *names: str) -> list[EntityTable]:
-    service = table_service(StorageSettings(connection_string=conn))
-    return [AzureTable(service.get_table_client(f"{n}{suffix}")) for n in names]
+    # A client per table, each owning its connection pool, so closing the table closes it all.
+    conn = StorageSettings(connection_string=conn).connection_string or conn
+    return [AzureTable(TableClient.from_connection_string(conn, f"{n}{suffix}", **CLIENT_OPTIONS)) for n in names]
 
 
 def azurite_store(conn: str, suffix: str, clock: FixedClock, ttl_days: int = 30) -> ChannelStore:
