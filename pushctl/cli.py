@@ -323,6 +323,27 @@ def status(
 
 
 @app.command(epilog=EXIT_CODES_HELP)
+def cancel(
+    job: Annotated[str, typer.Argument(metavar="JOB", help="The job id.")],
+    as_json: AsJson = False,
+    connection: Connection = None,
+    account: Account = None,
+    account_url: AccountUrl = None,
+) -> None:
+    """Stop a job: batches not yet started send nothing (one already sending finishes its page)."""
+    with _exits():
+        check_job_id(job)
+        settings = connect.load(connection=connection, account=account, account_url=account_url)
+        st = _run(settings, lambda: ops.cancel(settings, job))
+        if st is None:
+            raise _not_found(job)
+        if as_json:
+            typer.echo(render.dumps(st))
+        else:
+            render.console().print(render.status_table(st))
+
+
+@app.command(epilog=EXIT_CODES_HELP)
 def report(
     job: Annotated[str, typer.Argument(metavar="JOB", help="The job id.")],
     outcome: Annotated[Outcome | None, typer.Option("--outcome", help="Only recipients with this outcome.")

@@ -66,6 +66,10 @@ async def job_status(settings: Settings, job_id: str) -> dict[str, Any] | None:
     return await runtime.job_store(settings).status(job_id)
 
 
+async def cancel(settings: Settings, job_id: str) -> dict[str, Any] | None:
+    return await runtime.job_store(settings).cancel(job_id)
+
+
 async def enqueue(settings: Settings, job: Job) -> None:
     """The job as plain UTF-8 JSON on `PUSH_JOBS_QUEUE` (the app reads `messageEncoding: none`)."""
     await runtime.enqueue(settings.push_jobs_queue, [job.to_message()], settings)

@@ -155,6 +155,24 @@ class JobStore:
         row = await self.get(job_id)
         return row is not None and not row.entity.get("rejected")
 
+    async def cancel(self, job_id: str) -> dict[str, Any] | None:
+        """Stop a job: batches not yet started are skipped (one already sending finishes its page).
+        A job that already ended keeps its state. None if there is no such job."""
+        for _ in range(_CONTENDED_ATTEMPTS):
+            status = await self.status(job_id)
+            job = await self.get(job_id)
+            if status is None or job is None:
+                return None
+            if status["state"] in ("completed", "failed", "cancelled"):
+                return status
+            try:
+                await self.jobs.merge({"PartitionKey": job_id, "RowKey": JOB_RK, "state": "cancelled",
+                                       "updatedAt": iso(self.clock.now())}, etag=job.etag)
+            except ConcurrencyConflict:
+                continue
+            return await self.status(job_id)
+        raise StorageUnavailable(f"job {job_id}: too much contention cancelling")
+
     async def record_failed(self, job_id: str, reason: str, fields: dict[str, Any] | None = None) -> bool:
         """Record a job that was rejected; False if that id already names an accepted job."""
         now = iso(self.clock.now())

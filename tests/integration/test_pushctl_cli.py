@@ -322,3 +322,19 @@ def test_process_exit_codes_for_bad_input_and_unknown_job(env: str, azurite_conn
     assert bad.returncode == 2 and "cannot be combined" in bad.stderr and "Traceback" not in bad.stderr
     missing = pushctl("status", f"missing-{unique}", "--connection", azurite_conn)
     assert missing.returncode == 4 and "no job" in missing.stderr and "Traceback" not in missing.stderr
+
+
+# ---- cancel --------------------------------------------------------------------------------------
+
+
+def test_cancel_stops_a_running_job_and_leaves_an_ended_one(env: str, azurite_conn: str, unique: str) -> None:
+    running, done = f"run-{unique}", f"done-{unique}"
+    seed(azurite_conn, jobs=[(running, "running", {}, []),
+                             (done, "completed", {"targeted": 1, "delivered": 1}, [])])
+    result = cli(azurite_conn, "cancel", running, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["state"] == "cancelled"
+    assert json.loads(cli(azurite_conn, "status", running, "--json").stdout)["state"] == "cancelled"
+    result = cli(azurite_conn, "cancel", done, "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["state"] == "completed"
+    assert cli(azurite_conn, "cancel", f"nope-{unique}").exit_code == 4

@@ -198,6 +198,26 @@ async def test_large_audience_fans_out_in_bounded_batches(monkeypatch: pytest.Mo
     assert max(r.entity["targeted"] for r in batches) <= 7
 
 
+async def test_a_cancelled_job_sends_no_further_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "PAGE", 5)
+    h = Harness()
+    for n in range(30):
+        await h.store.put(f"{n:02d}cccccccccccccccccccc", h.uri(n), None, [])
+    await h.submit({"jobId": "stop", "target": {"all": True}, "notification": TOAST})
+    body, count, mid = h.queue.pop(0)
+    await h.dispatcher().handle(body.encode(), mid, count)  # accepted: its batches are queued
+    body, count, mid = h.queue.pop(0)
+    await h.dispatcher().handle(body.encode(), mid, count)  # one batch runs
+    sent_before = sum(h.sent.values())
+    status = await h.jobs.cancel("stop")
+    assert status is not None and status["state"] == "cancelled"
+    await h.drain()
+    assert sum(h.sent.values()) == sent_before
+    status = await h.jobs.status("stop")
+    assert status is not None and status["state"] == "cancelled" and status["pendingBatches"] > 0
+    assert await h.jobs.cancel("nope") is None
+
+
 @pytest.mark.parametrize("crash_after", [0, 3, 10, 19])
 async def test_a_crash_mid_batch_resends_at_most_what_was_in_flight(
     monkeypatch: pytest.MonkeyPatch, crash_after: int
