@@ -174,14 +174,15 @@ class Dispatcher:
         todo = recipients
         if dequeue_count > 1:
             # Redelivered: skip whoever already has an outcome (sent before the crash).
-            known = await asyncio.gather(*(self.jobs.outcome_of(job_id, r.device_id) for r in recipients))
+            known = await self.jobs.batch_outcomes(job_id, batch_id)
             todo = []
-            for r, row in zip(recipients, known, strict=True):
-                if row is None:
+            for r in recipients:
+                rec = known.get(r.device_id)
+                if rec is None:
                     todo.append(r)
                 else:
-                    counts[str(row.entity.get("outcome"))] += 1
-        for rec in await self._send_all(job_id, todo, notification):
+                    counts[rec.outcome] += 1
+        for rec in await self._send_all(job_id, batch_id, todo, notification):
             counts[rec.outcome] += 1
         await self.jobs.finish_batch(job_id, batch_id, counts)
 
@@ -232,7 +233,7 @@ class Dispatcher:
                 break
         return out, (last if read >= PAGE else None)
 
-    async def _send_all(self, job_id: str, todo: list[Recipient], notification: Notification
+    async def _send_all(self, job_id: str, batch_id: str, todo: list[Recipient], notification: Notification
                         ) -> list[OutcomeRecord]:
         sem = asyncio.Semaphore(self.max_in_flight)
         done: list[OutcomeRecord] = []
@@ -244,7 +245,7 @@ class Dispatcher:
                 if buffer and (force or len(buffer) >= FLUSH_EVERY):
                     chunk = buffer[:]
                     buffer.clear()
-                    await self.jobs.record_outcomes(job_id, chunk)
+                    await self.jobs.record_outcomes(job_id, batch_id, chunk)
 
         async def one(r: Recipient) -> None:
             async with sem:

@@ -11,9 +11,12 @@ A job's status is read by summing its batch rows (one partition query): it is `c
 every batch is done, and a batch registers its continuation before it marks itself done, so a
 job never looks complete while work remains.
 
-`pushoutcomes`: PK = jobId, RK = deviceId: what happened to each recipient (outcome, HTTP status,
-X-WNS-Status, X-WNS-Msg-ID, error). Written in transactions of up to 100 as sends complete; a
-redelivered batch skips recipients that already have one.
+`pushoutcomes`: PK = jobId, RK = "<batchId>:<random>": what happened to each recipient
+(deviceId, outcome, HTTP status, X-WNS-Status, X-WNS-Msg-ID, error, userId), up to 100 records
+to an entity, written as sends complete. One entity per group rather than per recipient: the
+Azure SDK's per-entity serialisation and multipart parsing of transactions cost more CPU than the
+sends themselves (bench/README.md). A redelivered batch reads its groups back with one range
+query and skips recipients that already have an outcome.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,32 +55,42 @@ class OutcomeRecord:
     error: str | None = None
     user_id: str | None = None
 
-    def entity(self, job_id: str, at: str) -> Entity:
+    def to_row(self) -> list[Any]:
+        return [self.device_id, self.outcome, self.status, self.wns_status, self.msg_id, self.error, self.user_id]
+
+    @classmethod
+    def from_row(cls, row: list[Any]) -> OutcomeRecord:
+        return cls(*row[:7])
+
+    def to_json(self, at: object) -> dict[str, Any]:
         return {
-            "PartitionKey": job_id,
-            "RowKey": self.device_id,
+            "deviceId": self.device_id,
+            "userId": self.user_id,
             "outcome": self.outcome,
-            "status": self.status or 0,
-            "wnsStatus": self.wns_status or "",
-            "msgId": self.msg_id or "",
-            "error": self.error or "",
-            "userId": self.user_id or "",
+            "status": self.status,
+            "wnsStatus": self.wns_status,
+            "msgId": self.msg_id,
+            "error": self.error,
             "at": at,
         }
 
 
-def outcome_json(row: Row) -> dict[str, Any]:
+# A string property holds at most 64 KiB (32K UTF-16 characters): a group's JSON is split over
+# numbered properties of this many characters.
+_CHUNK_CHARS = 30_000
+
+
+def outcome_group_entity(job_id: str, batch_id: str, records: Sequence[OutcomeRecord], at: str) -> Entity:
+    text = json.dumps([r.to_row() for r in records], separators=(",", ":"), ensure_ascii=False)
+    parts = {f"o{i}": text[j:j + _CHUNK_CHARS] for i, j in enumerate(range(0, len(text), _CHUNK_CHARS))}
+    return {"PartitionKey": job_id, "RowKey": f"{batch_id}:{uuid.uuid4().hex[:12]}", "batch": batch_id,
+            "count": len(records), "at": at, "parts": len(parts), **parts}
+
+
+def outcome_group(row: Row) -> list[OutcomeRecord]:
     e = row.entity
-    return {
-        "deviceId": row.rk,
-        "userId": e.get("userId") or None,
-        "outcome": e.get("outcome"),
-        "status": e.get("status") or None,
-        "wnsStatus": e.get("wnsStatus") or None,
-        "msgId": e.get("msgId") or None,
-        "error": e.get("error") or None,
-        "at": e.get("at"),
-    }
+    text = "".join(str(e.get(f"o{i}", "")) for i in range(int(e.get("parts") or 0)))
+    return [OutcomeRecord.from_row(r) for r in json.loads(text or "[]")]
 
 
 def status_json(job: Row, batches: Sequence[Row] = ()) -> dict[str, Any]:
@@ -224,15 +238,23 @@ class JobStore:
             "finishedAt": iso(self.clock.now()), **{name: counts.get(name, 0) for name in COUNTS},
         })
 
-    async def record_outcomes(self, job_id: str, records: Sequence[OutcomeRecord]) -> None:
-        at = iso(self.clock.now())
-        ops = [Op("upsert", r.entity(job_id, at)) for r in records]
-        await asyncio.gather(*(self.outcomes.transact(ops[i:i + _MAX_TXN]) for i in range(0, len(ops), _MAX_TXN)))
+    async def record_outcomes(self, job_id: str, batch_id: str, records: Sequence[OutcomeRecord]) -> None:
+        """One entity for a group of outcomes (the dispatcher flushes every 100): one write
+        instead of a hundred, and a redelivered batch reads back its own with one query."""
+        if records:
+            await self.outcomes.insert(outcome_group_entity(job_id, batch_id, records, iso(self.clock.now())))
 
-    async def outcome_of(self, job_id: str, device_id: str) -> Row | None:
-        return await self.outcomes.get(job_id, device_id)
+    async def batch_outcomes(self, job_id: str, batch_id: str) -> dict[str, OutcomeRecord]:
+        """The outcomes a batch already recorded, by deviceId (for a redelivered batch)."""
+        out: dict[str, OutcomeRecord] = {}
+        async for row in self.outcomes.query(partition=job_id, after=batch_id + ":", until=batch_id + ";"):
+            for rec in outcome_group(row):
+                out[rec.device_id] = rec
+        return out
 
     async def report(self, job_id: str, outcome: str | None = None) -> AsyncIterator[dict[str, Any]]:
+        """Every recipient's outcome (or only those with `outcome`), a group at a time."""
         async for row in self.outcomes.query(partition=job_id):
-            if outcome is None or row.entity.get("outcome") == outcome:
-                yield outcome_json(row)
+            for rec in outcome_group(row):
+                if outcome is None or rec.outcome == outcome:
+                    yield rec.to_json(row.entity.get("at"))

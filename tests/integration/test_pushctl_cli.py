@@ -73,7 +73,7 @@ def seed(conn: str, *, registrations: Sequence[tuple[str, str | None, list[str]]
                 await js.record_failed(job_id, "invalid_target: target is empty", fields)
                 continue
             await js.create(job_id, fields, ["b1"], "m1")
-            await js.record_outcomes(job_id, outcomes)
+            await js.record_outcomes(job_id, "b1", outcomes)
             if state == "completed":
                 await js.finish_batch(job_id, "b1", counts)
         for row in job_rows:
