@@ -98,7 +98,7 @@ async def main_async(n: int, rounds: int, latency_ms: float) -> None:
                              (time.process_time() - c) * 1000 / n))
                 queue: list[str] = []
 
-                async def enqueue(msgs: list[str], queue: list[str] = queue) -> None:
+                async def enqueue(msgs: list[str], delay_s: float = 0, queue: list[str] = queue) -> None:
                     queue.extend(msgs)
 
                 dispatcher = Dispatcher(store, JobStore(jobs_t, outcomes_t, SystemClock()),

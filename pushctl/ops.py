@@ -32,7 +32,7 @@ async def _never_send(channel_uri: str, notification: Notification) -> SendResul
     raise RuntimeError("pushctl resolves audiences without sending")
 
 
-async def _never_enqueue(messages: list[str]) -> None:
+async def _never_enqueue(messages: list[str], delay_s: float = 0) -> None:
     raise RuntimeError("pushctl resolves audiences without enqueueing")
 
 

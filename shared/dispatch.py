@@ -23,7 +23,7 @@ import hashlib
 import itertools
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,7 +39,12 @@ log = logging.getLogger(__name__)
 PAGE = 500            # recipients read per batch invocation
 USERS_PER_BATCH = 50
 DEVICES_PER_BATCH = 100
-FLUSH_EVERY = 100     # outcomes recorded per transaction; bounds resends after a crash
+FLUSH_EVERY = 100     # outcomes recorded per group entity; bounds resends after a crash
+# WNS may throttle for longer than a send should wait in place (shared/wns.py waits up to 60 s):
+# such recipients go into a retry batch that the queue delivers after Retry-After, at most
+# DEFER_ROUNDS times, each delay capped (the queue accepts up to 7 days; an hour is plenty).
+DEFER_ROUNDS = 3
+MAX_DEFER_S = 3600.0
 # deviceIds are 16-64 of [-0-9A-Z_a-z]; these bounds cut the key space into shards that run in
 # parallel, finer where GUIDs (hex) put most ids.
 SHARD_BOUNDS: tuple[str | None, ...] = (
@@ -52,18 +57,22 @@ SHARD_BOUNDS: tuple[str | None, ...] = (
 class SendResult:
     """What one send came to, in the terms the job records use."""
 
-    outcome: str  # delivered | removed (channel gone) | failed
+    outcome: str  # delivered | removed (channel gone) | failed | deferred (throttled: try later)
     status: int | None = None
     wns_status: str | None = None
     msg_id: str | None = None
     error: str | None = None
+    retry_after: float | None = None  # for `deferred`: seconds WNS asked us to wait
 
 
 class Sender(Protocol):
     async def __call__(self, channel_uri: str, notification: Notification) -> SendResult: ...
 
 
-Enqueue = Callable[[list[str]], Awaitable[None]]
+class Enqueue(Protocol):
+    """Put messages on the jobs queue, visible after `delay_s` seconds."""
+
+    async def __call__(self, messages: list[str], delay_s: float = 0) -> None: ...
 
 
 def _batch_id(job_id: str, source: dict[str, Any], after: str | None) -> str:
@@ -71,9 +80,13 @@ def _batch_id(job_id: str, source: dict[str, Any], after: str | None) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:24]
 
 
-def batch_message(job_id: str, source: dict[str, Any], after: str | None = None) -> dict[str, Any]:
-    return {"kind": "batch", "jobId": job_id, "batchId": _batch_id(job_id, source, after),
-            "source": source, "after": after}
+def batch_message(job_id: str, source: dict[str, Any], after: str | None = None, round_: int = 0
+                  ) -> dict[str, Any]:
+    msg: dict[str, Any] = {"kind": "batch", "jobId": job_id, "batchId": _batch_id(job_id, source, after),
+                           "source": source, "after": after}
+    if round_:
+        msg["round"] = round_  # a retry of throttled recipients (the id covers it via source)
+    return msg
 
 
 def plan(job: Job) -> list[dict[str, Any]]:
@@ -170,6 +183,7 @@ class Dispatcher:
             await self.jobs.add_batch(job_id, cont["batchId"])
             await self.enqueue([json.dumps(cont, separators=(",", ":"))])
 
+        round_ = int(msg.get("round") or 0)
         counts = {"targeted": len(recipients), "delivered": 0, "removed": 0, "failed": 0}
         todo = recipients
         if dequeue_count > 1:
@@ -182,9 +196,27 @@ class Dispatcher:
                     todo.append(r)
                 else:
                     counts[rec.outcome] += 1
-        for rec in await self._send_all(job_id, batch_id, todo, notification):
+        records, deferred = await self._send_all(job_id, batch_id, todo, notification, final=round_ >= DEFER_ROUNDS)
+        for rec in records:
             counts[rec.outcome] += 1
+        if deferred:
+            # Throttled for longer than a send waits: the retry batch counts them when it runs.
+            counts["targeted"] -= len(deferred)
+            await self._defer(job_id, [r for r, _ in deferred], max(d for _, d in deferred), round_ + 1)
         await self.jobs.finish_batch(job_id, batch_id, counts)
+
+    async def _defer(self, job_id: str, recipients: list[Recipient], delay_s: float, round_: int) -> None:
+        """A retry batch of throttled recipients, delivered by the queue after `delay_s`."""
+        devices = sorted(r.device_id for r in recipients)
+        retries = [batch_message(job_id, {"devices": devices[i:i + DEVICES_PER_BATCH], "round": round_},
+                                 round_=round_)
+                   for i in range(0, len(devices), DEVICES_PER_BATCH)]
+        for b in retries:
+            await self.jobs.add_batch(job_id, b["batchId"])
+        delay = min(max(delay_s, 1.0), MAX_DEFER_S)
+        await self.enqueue([json.dumps(b, separators=(",", ":")) for b in retries], delay)
+        log.info("send_push: job %s: %d throttled recipients retried in %.0f s (round %d)",
+                 job_id, len(devices), delay, round_)
 
     async def audience(self, job: Job) -> AsyncIterator[Recipient]:
         """Every recipient `job` reaches, read batch by batch and page by page exactly as
@@ -233,10 +265,13 @@ class Dispatcher:
                 break
         return out, (last if read >= PAGE else None)
 
-    async def _send_all(self, job_id: str, batch_id: str, todo: list[Recipient], notification: Notification
-                        ) -> list[OutcomeRecord]:
+    async def _send_all(self, job_id: str, batch_id: str, todo: list[Recipient], notification: Notification,
+                        final: bool = False) -> tuple[list[OutcomeRecord], list[tuple[Recipient, float]]]:
+        """Send to `todo`; return the outcomes recorded and the recipients deferred (throttled,
+        with the wait WNS asked for). With `final`, a throttled recipient is recorded failed."""
         sem = asyncio.Semaphore(self.max_in_flight)
         done: list[OutcomeRecord] = []
+        deferred: list[tuple[Recipient, float]] = []
         buffer: list[OutcomeRecord] = []
         flush_lock = asyncio.Lock()
 
@@ -250,6 +285,12 @@ class Dispatcher:
         async def one(r: Recipient) -> None:
             async with sem:
                 result = await self.send(r.channel_uri, notification)
+            if result.outcome == "deferred":
+                if not final:
+                    deferred.append((r, result.retry_after or 60.0))
+                    return
+                result = SendResult("failed", result.status, result.wns_status, result.msg_id,
+                                    f"{result.error or 'throttled'}: still throttled after {DEFER_ROUNDS} later tries")
             if result.outcome == "removed":
                 # WNS says the channel is gone: drop the registration now, unless the app has
                 # re-registered since (a new version holds a new channel).
@@ -262,4 +303,4 @@ class Dispatcher:
 
         await asyncio.gather(*(one(r) for r in todo))
         await flush(force=True)
-        return done
+        return done, deferred

@@ -21,7 +21,7 @@ from shared.errors import StorageUnavailable
 from shared.jobstore import JobStore
 from shared.notification import Notification
 from shared.settings import Settings, StorageSettings, get_settings
-from shared.wns import CHANNEL_GONE, DELIVERED, WnsClient, get_client
+from shared.wns import CHANNEL_GONE, DELIVERED, THROTTLED, WnsClient, get_client
 
 _clock: Clock = SystemClock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -98,16 +98,22 @@ def queue(name: str, settings: Settings | None = None) -> QueueClient:
     return _queues[name]
 
 
-async def enqueue(name: str, messages: list[str], settings: Settings | None = None) -> None:
+async def enqueue(name: str, messages: list[str], settings: Settings | None = None, delay_s: float = 0) -> None:
+    """Plain-text messages on a queue, visible after `delay_s` seconds (the queue allows 7 days)."""
     client = queue(name, settings)
+    visibility = int(delay_s) if delay_s >= 1 else None
+
+    async def send_all() -> None:
+        await asyncio.gather(*(client.send_message(m, visibility_timeout=visibility) for m in messages))
+
     try:
-        await asyncio.gather(*(client.send_message(m) for m in messages))
+        await send_all()
     except ResourceNotFoundError:
         try:
             await client.create_queue()
         except ResourceExistsError:
             pass
-        await asyncio.gather(*(client.send_message(m) for m in messages))
+        await send_all()
     except AzureError as exc:
         raise StorageUnavailable(f"enqueue on {name}: {type(exc).__name__}") from exc
 
@@ -115,11 +121,12 @@ async def enqueue(name: str, messages: list[str], settings: Settings | None = No
 def wns_sender(client: WnsClient) -> Any:
     async def send(channel_uri: str, notification: Notification) -> SendResult:
         o = await client.send_with_retries(channel_uri, notification)
-        outcome = "delivered" if o.kind is DELIVERED else "removed" if o.kind is CHANNEL_GONE else "failed"
+        outcome = ("delivered" if o.kind is DELIVERED else "removed" if o.kind is CHANNEL_GONE
+                   else "deferred" if o.kind is THROTTLED else "failed")
         error = None if outcome == "delivered" else (o.reason or o.kind.value)
         if error and o.error_description:
             error = f"{error}: {o.error_description}"
-        return SendResult(outcome, o.status, o.wns_status, o.msg_id, error)
+        return SendResult(outcome, o.status, o.wns_status, o.msg_id, error, o.retry_after)
 
     return send
 
@@ -129,8 +136,8 @@ async def dispatcher(settings: Settings | None = None) -> Dispatcher:
     client = await get_client(settings)
     name = settings.push_jobs_queue
 
-    async def enqueue_jobs(messages: list[str]) -> None:
-        await enqueue(name, messages, settings)
+    async def enqueue_jobs(messages: list[str], delay_s: float = 0) -> None:
+        await enqueue(name, messages, settings, delay_s)
 
     return Dispatcher(channel_store(settings), job_store(settings), wns_sender(client), enqueue_jobs)
 

@@ -33,16 +33,22 @@ class Harness:
         self.sent: Counter[str] = Counter()
         self.answers: dict[str, str] = {}
         self.crash_after: int | None = None
+        self.delays: list[float] = []  # the delay asked for each enqueue
+        self.throttle: Counter[str] = Counter()  # uri -> how many more sends are throttled
 
     async def send(self, uri: str, notification: Notification) -> SendResult:
         if self.crash_after is not None and sum(self.sent.values()) >= self.crash_after:
             raise Crash
-        self.sent[uri] += 1
         await asyncio.sleep(0)  # let concurrent batches interleave, as real sends would
+        if self.throttle[uri] > 0:
+            self.throttle[uri] -= 1
+            return SendResult("deferred", 406, None, None, "throttled", retry_after=120)
+        self.sent[uri] += 1
         outcome = self.answers.get(uri, "delivered")
         return SendResult(outcome, {"delivered": 200, "removed": 410, "failed": 403}[outcome])
 
-    async def enqueue(self, messages: list[str]) -> None:
+    async def enqueue(self, messages: list[str], delay_s: float = 0) -> None:
+        self.delays.append(delay_s)
         self.queue.extend((m, 1, f"m{len(self.queue)}-{i}-{m[-12:]}") for i, m in enumerate(messages))
 
     def dispatcher(self) -> Dispatcher:
@@ -216,6 +222,31 @@ async def test_a_cancelled_job_sends_no_further_batch(monkeypatch: pytest.Monkey
     status = await h.jobs.status("stop")
     assert status is not None and status["state"] == "cancelled" and status["pendingBatches"] > 0
     assert await h.jobs.cancel("nope") is None
+
+
+async def test_recipients_throttled_for_long_are_retried_later_in_their_own_batch(h: Harness) -> None:
+    h.throttle[h.uri(1)] = 1  # WNS: 406, Retry-After 120 s (longer than a send waits in place)
+    h.throttle[h.uri(2)] = 2
+    await h.submit({"jobId": "slow", "target": {"users": ["alice", "bob"]}, "notification": TOAST})
+    await h.drain()
+    assert h.sent == Counter({h.uri(1): 1, h.uri(2): 1, h.uri(3): 1})
+    assert [d for d in h.delays if d] == [120, 120]  # two retry rounds, each after Retry-After
+    status = await h.jobs.status("slow")
+    assert status is not None and status["state"] == "completed"
+    assert (status["targeted"], status["delivered"], status["failed"]) == (3, 3, 0)
+
+
+async def test_a_recipient_throttled_every_round_ends_failed(h: Harness) -> None:
+    h.throttle[h.uri(4)] = 99
+    await h.submit({"jobId": "never", "target": {"devices": [dev(4), dev(5)]}, "notification": TOAST})
+    await h.drain()
+    assert h.sent == Counter({h.uri(5): 1})
+    assert len([d for d in h.delays if d]) == dispatch.DEFER_ROUNDS
+    status = await h.jobs.status("never")
+    assert status is not None and status["state"] == "completed"
+    assert (status["targeted"], status["delivered"], status["failed"]) == (2, 1, 1)
+    [failed] = [r async for r in h.jobs.report("never", "failed")]
+    assert failed["deviceId"] == dev(4) and "throttled" in failed["error"] and failed["status"] == 406
 
 
 @pytest.mark.parametrize("crash_after", [0, 3, 10, 19])
