@@ -310,16 +310,7 @@ def status(
     account_url: AccountUrl = None,
 ) -> None:
     """A job's state and counts: targeted, delivered, removed, failed."""
-    with _exits():
-        check_job_id(job)
-        settings = connect.load(connection=connection, account=account, account_url=account_url)
-        st = _run(settings, lambda: ops.job_status(settings, job))
-        if st is None:
-            raise _not_found(job)
-        if as_json:
-            typer.echo(render.dumps(st))
-        else:
-            render.console().print(render.status_table(st))
+    _show_job(job, ops.job_status, as_json, connection, account, account_url)
 
 
 @app.command(epilog=EXIT_CODES_HELP)
@@ -331,10 +322,16 @@ def cancel(
     account_url: AccountUrl = None,
 ) -> None:
     """Stop a job: batches not yet started send nothing (one already sending finishes its page)."""
+    _show_job(job, ops.cancel, as_json, connection, account, account_url)
+
+
+def _show_job(job: str, action: Callable[[Settings, str], Awaitable[dict[str, Any] | None]], as_json: bool,
+              connection: str | None, account: str | None, account_url: str | None) -> None:
+    """Run `action` on a job and print the status it returns (exit 4 when there is no such job)."""
     with _exits():
         check_job_id(job)
         settings = connect.load(connection=connection, account=account, account_url=account_url)
-        st = _run(settings, lambda: ops.cancel(settings, job))
+        st = _run(settings, lambda: action(settings, job))
         if st is None:
             raise _not_found(job)
         if as_json:
