@@ -117,13 +117,18 @@ def load_host_json(root: Path) -> HostConfig:
     path = root / "host.json"
     if not path.is_file():
         raise HostConfigError(f"{path} not found: is --root the function app's folder?")
+    return parse_host_json(_json_object(path))
+
+
+def _json_object(path: Path) -> Mapping[str, Any]:
+    """A JSON object from a file (a BOM allowed, as Core Tools allows it), or HostConfigError."""
     try:
         data = json.loads(path.read_text(encoding="utf-8-sig"))
     except (OSError, ValueError) as exc:
         raise HostConfigError(f"{path} cannot be read: {exc}") from exc
     if not isinstance(data, Mapping):
         raise HostConfigError(f"{path} must hold a JSON object")
-    return parse_host_json(data)
+    return data
 
 
 def resolve_settings(value: str, env: Mapping[str, str], where: str) -> str:
@@ -181,12 +186,7 @@ def load_function(directory: Path, env: Mapping[str, str]) -> FunctionSpec | Non
     """The function in `directory`, or None when it is disabled."""
     name = directory.name
     path = directory / "function.json"
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, ValueError) as exc:
-        raise HostConfigError(f"{path} cannot be read: {exc}") from exc
-    if not isinstance(data, Mapping):
-        raise HostConfigError(f"{path} must hold a JSON object")
+    data = _json_object(path)
     if data.get("disabled") is True or _is_true(env.get(f"AzureWebJobs.{name}.Disabled")):
         return None
     raw_bindings = data.get("bindings")

@@ -32,7 +32,7 @@ from shared.channels import ChannelStore, Recipient
 from shared.errors import ValidationError
 from shared.jobs import Job, Target, parse_job, peek_job_id
 from shared.jobstore import JobStore, OutcomeRecord
-from shared.notification import Notification, parse_notification
+from shared.notification import Notification
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +170,11 @@ class Dispatcher:
             return  # cancelled, failed, or unknown: nothing to send
         if not await self.jobs.claim_batch(job_id, batch_id, message_id):
             return  # finished already, or another copy of this batch's message owns it
-        job_json = {"jobId": job_id, "target": json.loads(job_row.entity["target"]),
-                    "notification": json.loads(job_row.entity["notification"])}
-        target = parse_job(json.dumps(job_json)).target
-        notification = parse_notification(job_json["notification"])
+        # The job was validated when accepted; parsing it again rebuilds the typed target and
+        # notification (one XML check per batch, not per recipient).
+        job = parse_job(json.dumps({"jobId": job_id, "target": json.loads(job_row.entity["target"]),
+                                    "notification": json.loads(job_row.entity["notification"])}))
+        target, notification = job.target, job.notification
         source: dict[str, Any] = msg["source"]
         plan_tags = tagexpr.index_plan(target.expression) if target.expression is not None else None
 

@@ -132,13 +132,18 @@ class JobStore:
     async def get(self, job_id: str) -> Row | None:
         return await self.jobs.get(job_id, JOB_RK)
 
-    async def status(self, job_id: str) -> dict[str, Any] | None:
+    async def _rows(self, job_id: str) -> tuple[Row | None, list[Row]]:
+        """The job's row and its batch rows: one partition query."""
         job, batches = None, []
         async for row in self.jobs.query(partition=job_id):
             if row.rk == JOB_RK:
                 job = row
             elif row.rk.startswith("b:"):
                 batches.append(row)
+        return job, batches
+
+    async def status(self, job_id: str) -> dict[str, Any] | None:
+        job, batches = await self._rows(job_id)
         return status_json(job, batches) if job else None
 
     async def create(self, job_id: str, fields: dict[str, Any], batch_ids: Sequence[str], plan_key: str) -> bool:
@@ -173,10 +178,10 @@ class JobStore:
         """Stop a job: batches not yet started are skipped (one already sending finishes its page).
         A job that already ended keeps its state. None if there is no such job."""
         for _ in range(_CONTENDED_ATTEMPTS):
-            status = await self.status(job_id)
-            job = await self.get(job_id)
-            if status is None or job is None:
+            job, batches = await self._rows(job_id)
+            if job is None:
                 return None
+            status = status_json(job, batches)
             if status["state"] in ("completed", "failed", "cancelled"):
                 return status
             try:

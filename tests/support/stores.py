@@ -7,7 +7,7 @@ from azure.data.tables.aio import TableClient
 from shared.azure_tables import CLIENT_OPTIONS, AzureTable
 from shared.channels import ChannelStore
 from shared.clock import FixedClock
-from shared.settings import StorageSettings
+from shared.settings import normalize_connection_string
 from shared.tables import EntityTable, MemoryTable
 
 
@@ -17,7 +17,7 @@ def memory_store(clock: FixedClock, ttl_days: int = 30) -> ChannelStore:
 
 def azurite_tables(conn: str, suffix: str, *names: str) -> list[EntityTable]:
     # A client per table, each owning its connection pool, so closing the table closes it all.
-    conn = StorageSettings(connection_string=conn).connection_string or conn
+    conn = normalize_connection_string(conn)
     return [AzureTable(TableClient.from_connection_string(conn, f"{n}{suffix}", **CLIENT_OPTIONS)) for n in names]
 
 
